@@ -1,0 +1,44 @@
+# meshgate — the README's two set-up commands are `make run` and `make test`.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := $(CURDIR)/.bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.Version=$(VERSION)
+
+.PHONY: build run test test-short bench bench-peers bench-go fuzz schema vet clean
+
+build: ## build meshgate and the demo services into .bin/
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/meshgate ./cmd/meshgate
+	$(GO) build -trimpath -o $(BIN)/meshgate-demo ./deployments/demo
+
+run: build ## the edge gateway on the embedded default, in front of the demo services
+	@$(CURDIR)/deployments/run.sh $(BIN)
+
+test: ## every test, with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -count=1 -short ./...
+
+bench: build ## load benchmark: direct, meshgate, gobaseline and installed peers
+	$(GO) run ./bench -meshgate $(BIN)/meshgate
+
+bench-peers: ## install nginx, HAProxy, Caddy and wrk from Debian for `make bench`
+	@$(CURDIR)/bench/install-peers.sh
+
+bench-go: ## Go micro-benchmarks of the request hot path
+	$(GO) test -run '^$$' -bench . -benchmem ./proxy/...
+
+fuzz: ## a short run of every fuzz target
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./config
+
+schema: ## regenerate config/meshgate.schema.json from the Go types
+	$(GO) test ./config -run TestSchemaUpToDate -update
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)
