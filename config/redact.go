@@ -1,0 +1,62 @@
+package config
+
+import (
+	"maps"
+	"slices"
+)
+
+// RedactedValue replaces secrets in [Config.Redacted].
+const RedactedValue = "[redacted]"
+
+// Redacted returns a deep copy of c that is safe to show, for example in
+// /admin/config: the TLS key_file of every listener reads "[redacted]"
+// (the private key's location is as sensitive as the deployment makes
+// it). The copy shares no slices, maps or pointers with c, so neither can
+// change the other. A nil c gives nil.
+func (c *Config) Redacted() *Config {
+	if c == nil {
+		return nil
+	}
+	out := c.clone()
+	for i := range out.Listeners {
+		if t := out.Listeners[i].TLS; t != nil && t.KeyFile != "" {
+			t.KeyFile = RedactedValue
+		}
+	}
+	return out
+}
+
+// clone returns a deep copy of c.
+func (c *Config) clone() *Config {
+	out := *c
+	out.Listeners = slices.Clone(c.Listeners)
+	for i := range out.Listeners {
+		if t := out.Listeners[i].TLS; t != nil {
+			cp := *t
+			out.Listeners[i].TLS = &cp
+		}
+	}
+	if c.Services != nil {
+		out.Services = make(map[string]Service, len(c.Services))
+		for name, s := range c.Services {
+			if s.LoadBalancer.HashOn != nil {
+				h := *s.LoadBalancer.HashOn
+				s.LoadBalancer.HashOn = &h
+			}
+			s.Instances = slices.Clone(s.Instances)
+			for i := range s.Instances {
+				in := &s.Instances[i]
+				in.Tags = slices.Clone(in.Tags)
+				in.Meta = maps.Clone(in.Meta)
+			}
+			out.Services[name] = s
+		}
+	}
+	out.Routes = slices.Clone(c.Routes)
+	for i := range out.Routes {
+		m := &out.Routes[i].Match
+		m.Methods = slices.Clone(m.Methods)
+		m.Headers = maps.Clone(m.Headers)
+	}
+	return &out
+}

@@ -1,0 +1,83 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// Watch calls changed each time the content of the file at path changes,
+// until ctx is done. It watches the file's directory, not the file, so
+// editors that save by renaming and Kubernetes ConfigMap symlink swaps are
+// seen; bursts of events within debounce coalesce into one call, and
+// events that leave the content as it was are skipped.
+func Watch(ctx context.Context, path string, debounce time.Duration, changed func()) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("watching %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	if err := w.Add(dir); err != nil {
+		w.Close()
+		return fmt.Errorf("watching %s: %w", dir, err)
+	}
+	go func() {
+		defer w.Close()
+		last := fileSum(path)
+		var timer *time.Timer
+		var fire <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				if timer != nil {
+					timer.Stop()
+				}
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				// Any event in the directory may be the file changing
+				// behind a symlink; the content check below filters.
+				_ = ev
+				if timer == nil {
+					timer = time.NewTimer(debounce)
+				} else {
+					timer.Reset(debounce)
+				}
+				fire = timer.C
+			case <-w.Errors:
+				// Errors (queue overflow) are followed by a content check.
+				if timer == nil {
+					timer = time.NewTimer(debounce)
+				} else {
+					timer.Reset(debounce)
+				}
+				fire = timer.C
+			case <-fire:
+				fire = nil
+				if sum := fileSum(path); !bytes.Equal(sum, last) {
+					last = sum
+					changed()
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// fileSum hashes the file's content; a missing file hashes as nil.
+func fileSum(path string) []byte {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	s := sha256.Sum256(b)
+	return s[:]
+}
