@@ -1,0 +1,79 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+)
+
+// StatusClientClosedRequest is logged (never sent) when the client went
+// away before the response began, as nginx and fabio log it.
+const StatusClientClosedRequest = 499
+
+// Error messages sent to clients. They name the gateway's view of the
+// failure and nothing of the upstream's internals.
+const (
+	msgNoRoute         = "no route matches the request"
+	msgNoInstance      = "no healthy instance of the service is available"
+	msgUpstreamConnect = "could not connect to the upstream service"
+	msgUpstreamTimeout = "the upstream service did not answer in time"
+	msgUpstreamFailed  = "the upstream service failed to answer"
+	msgBodyTooLarge    = "request body too large"
+	msgUpgradeFailed   = "protocol upgrade failed"
+	msgInternal        = "internal gateway error"
+)
+
+// writeError answers with the JSON error body of the contract:
+// {"error": "...", "status": N}. The body is built without reflection.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	h["Cache-Control"] = []string{"no-store"}
+	b := make([]byte, 0, 64+len(msg))
+	b = append(b, `{"error":`...)
+	b = strconv.AppendQuote(b, msg)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, "}\n"...)
+	h["Content-Length"] = []string{strconv.Itoa(len(b))}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// classify maps an error of an upstream round trip to the status the
+// client gets and the message it reads. ctx is the client request's
+// context: when it is done the client went away (499, never written).
+func classify(ctx context.Context, err error) (int, string) {
+	if ctx.Err() != nil {
+		return StatusClientClosedRequest, "client closed request"
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return http.StatusRequestEntityTooLarge, msgBodyTooLarge
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout, msgUpstreamTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		// A dial that times out is a connect failure, not a slow answer.
+		if isDial(err) {
+			return http.StatusBadGateway, msgUpstreamConnect
+		}
+		return http.StatusGatewayTimeout, msgUpstreamTimeout
+	}
+	if isDial(err) || errors.Is(err, syscall.ECONNREFUSED) {
+		return http.StatusBadGateway, msgUpstreamConnect
+	}
+	return http.StatusBadGateway, msgUpstreamFailed
+}
+
+// isDial reports whether err happened while connecting.
+func isDial(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}

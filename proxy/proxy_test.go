@@ -1,0 +1,336 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/discovery"
+)
+
+// harness is a gateway behind a real listener, with its discovery store.
+type harness struct {
+	gw    *Gateway
+	store *discovery.Store
+	front *httptest.Server
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// hostPort returns the address and port of a test server.
+func hostPort(t testing.TB, rawURL string) (string, int) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, p, _ := net.SplitHostPort(u.Host)
+	port, _ := strconv.Atoi(p)
+	return h, port
+}
+
+// parseConfig parses YAML test configuration, failing the test on error.
+func parseConfig(t testing.TB, yamlText string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(yamlText))
+	if err != nil {
+		t.Fatalf("parsing test config: %v\n%s", err, yamlText)
+	}
+	return cfg
+}
+
+// instancesYAML renders test servers as a YAML instance list.
+func instancesYAML(t testing.TB, servers ...*httptest.Server) string {
+	var b strings.Builder
+	for i, s := range servers {
+		h, p := hostPort(t, s.URL)
+		fmt.Fprintf(&b, "      - {id: i%d, address: %q, port: %d}\n", i, h, p)
+	}
+	return b.String()
+}
+
+// newHarness starts a gateway for cfg, publishes its static catalog and
+// serves it on an httptest listener.
+func newHarness(t testing.TB, cfg *config.Config) *harness {
+	t.Helper()
+	logs := &syncBuffer{}
+	store := discovery.NewStore()
+	store.Publish(discovery.StaticSnapshot(cfg.Services, time.Now()))
+	gw, err := New(cfg, Options{Store: store, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	t.Cleanup(func() { front.Close(); gw.Close() })
+	return &harness{gw: gw, store: store, front: front, logs: logs}
+}
+
+// named returns a backend that answers with its name in X-Backend and the
+// path it received in the body.
+func named(name string) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Backend", name)
+		fmt.Fprint(w, r.URL.RequestURI())
+	}))
+}
+
+func get(t testing.TB, c *http.Client, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	if c == nil {
+		c = http.DefaultClient
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, string(b)
+}
+
+func TestRouting(t *testing.T) {
+	t.Parallel()
+	backends := map[string]*httptest.Server{}
+	for _, n := range []string{"exact", "api", "apiv2", "host", "wild", "post", "hdr", "root", "strip", "rewrite"} {
+		backends[n] = named(n)
+		t.Cleanup(backends[n].Close)
+	}
+	var svc strings.Builder
+	svc.WriteString("services:\n")
+	for n, s := range backends {
+		fmt.Fprintf(&svc, "  %s:\n    instances:\n%s", n, instancesYAML(t, s))
+	}
+	cfg := parseConfig(t, `
+listeners: [{address: "127.0.0.1:0"}]
+`+svc.String()+`
+routes:
+  - {name: root, match: {path_prefix: /}, service: root}
+  - {name: api, match: {path_prefix: /api}, service: api}
+  - {name: apiv2, match: {path_prefix: /api/v2/}, service: apiv2}
+  - {name: exact, match: {path: /api/v2/status}, service: exact}
+  - {name: host, match: {path_prefix: /api, host: shop.example.com}, service: host}
+  - {name: wild, match: {path_prefix: /api, host: "*.internal.test"}, service: wild}
+  - {name: post, match: {path_prefix: /orders, methods: [POST]}, service: post}
+  - {name: hdr, match: {path_prefix: /orders, headers: {X-Canary: "yes"}}, service: hdr}
+  - {name: strip, match: {path_prefix: /strip}, strip_prefix: true, service: strip}
+  - {name: rewrite, match: {path_prefix: /old/}, rewrite_prefix: /new/, service: rewrite}
+`)
+	h := newHarness(t, cfg)
+	tests := []struct {
+		name, method, path, host string
+		header                   map[string]string
+		want, wantPath           string
+	}{
+		{name: "fallback to root prefix", path: "/anything", want: "root"},
+		{name: "prefix on segment boundary", path: "/apix", want: "root"},
+		{name: "prefix itself", path: "/api", want: "api"},
+		{name: "prefix subpath", path: "/api/users", want: "api"},
+		{name: "longer prefix wins", path: "/api/v2/items", want: "apiv2"},
+		{name: "trailing slash prefix does not match bare", path: "/api/v2", want: "api"},
+		{name: "exact beats prefix", path: "/api/v2/status", want: "exact"},
+		{name: "exact is exact", path: "/api/v2/status/x", want: "apiv2"},
+		{name: "host route beats hostless", path: "/api/x", host: "shop.example.com", want: "host"},
+		{name: "host match ignores case and port", path: "/api/x", host: "SHOP.example.com:8080", want: "host"},
+		{name: "wildcard host", path: "/api/x", host: "a.b.internal.test", want: "wild"},
+		{name: "wildcard needs a subdomain", path: "/api/x", host: "internal.test", want: "api"},
+		{name: "method match", method: "POST", path: "/orders", want: "post"},
+		{name: "header match", path: "/orders/1", header: map[string]string{"X-Canary": "yes"}, want: "hdr"},
+		{name: "header mismatch falls through", path: "/orders/1", header: map[string]string{"X-Canary": "no"}, want: "root"},
+		{name: "strip prefix", path: "/strip/a/b?q=1", want: "strip", wantPath: "/a/b?q=1"},
+		{name: "strip to root", path: "/strip", want: "strip", wantPath: "/"},
+		{name: "rewrite prefix", path: "/old/x", want: "rewrite", wantPath: "/new/x"},
+		{name: "unstripped path kept", path: "/api/users?id=7", want: "api", wantPath: "/api/users?id=7"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			method := tc.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			req, _ := http.NewRequest(method, h.front.URL+tc.path, nil)
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			res, body := get(t, nil, req)
+			if got := res.Header.Get("X-Backend"); got != tc.want {
+				t.Fatalf("routed to %q, want %q (status %d, body %s)", got, tc.want, res.StatusCode, body)
+			}
+			if tc.wantPath != "" && body != tc.wantPath {
+				t.Errorf("upstream saw %q, want %q", body, tc.wantPath)
+			}
+		})
+	}
+}
+
+func TestErrorMapping(t *testing.T) {
+	t.Parallel()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	// A port that refuses connections: bind, note it, close.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadPort := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ok := named("ok")
+	t.Cleanup(ok.Close)
+
+	cfg := parseConfig(t, fmt.Sprintf(`
+listeners: [{address: "127.0.0.1:0"}]
+server: {max_body_bytes: 1KiB}
+services:
+  slow:
+    timeouts: {response_header: 200ms}
+    instances:
+%s  dead:
+    instances: [{address: 127.0.0.1, port: %d}]
+  empty: {}
+  sick:
+    instances: [{address: 127.0.0.1, port: %d, health: critical}]
+  ok:
+    instances:
+%sroutes:
+  - {match: {path_prefix: /slow}, service: slow}
+  - {match: {path_prefix: /dead}, service: dead}
+  - {match: {path_prefix: /empty}, service: empty}
+  - {match: {path_prefix: /sick}, service: sick}
+  - {match: {path_prefix: /ok}, service: ok}
+`, instancesYAML(t, slow), deadPort, deadPort, instancesYAML(t, ok)))
+	h := newHarness(t, cfg)
+
+	tests := []struct {
+		name, method, path string
+		body               io.Reader
+		want               int
+	}{
+		{name: "no route", path: "/nothing", want: 404},
+		{name: "no instance", path: "/empty", want: 503},
+		{name: "only critical instances", path: "/sick", want: 503},
+		{name: "connect failure", path: "/dead", want: 502},
+		{name: "upstream timeout", path: "/slow", want: 504},
+		{name: "body too large by length", method: "POST", path: "/ok", body: strings.NewReader(strings.Repeat("x", 2048)), want: 413},
+		{name: "chunked body too large", method: "POST", path: "/ok", body: io.MultiReader(strings.NewReader(strings.Repeat("x", 2048))), want: 413},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			method := tc.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			req, _ := http.NewRequest(method, h.front.URL+tc.path, tc.body)
+			res, body := get(t, nil, req)
+			if res.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d; body %s", res.StatusCode, tc.want, body)
+			}
+			if ct := res.Header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q, want application/json", ct)
+			}
+			var e struct {
+				Error  string `json:"error"`
+				Status int    `json:"status"`
+			}
+			if err := json.Unmarshal([]byte(body), &e); err != nil {
+				t.Fatalf("body is not JSON: %v: %q", err, body)
+			}
+			if e.Status != tc.want || e.Error == "" {
+				t.Errorf("body %+v, want status %d and a message", e, tc.want)
+			}
+		})
+	}
+}
+
+func TestHeaderLimit431(t *testing.T) {
+	t.Parallel()
+	ok := named("ok")
+	defer ok.Close()
+	cfg := parseConfig(t, `
+listeners: [{address: "127.0.0.1:0"}]
+admin: {address: "127.0.0.1:0"}
+server: {max_header_bytes: 4KiB}
+services: {ok: {instances: [`+strings.TrimSpace(strings.TrimPrefix(instancesYAML(t, ok), "      - "))+`]}}
+routes: [{match: {path_prefix: /}, service: ok}]
+`)
+	store := discovery.NewStore()
+	store.Publish(discovery.StaticSnapshot(cfg.Services, time.Now()))
+	gw, err := New(cfg, Options{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Listen(cfg, gw, gw.AdminHandler(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Serve()
+	defer srv.Shutdown(context.Background(), gw)
+	base := "http://" + srv.Addrs()[cfg.Listeners[0].Name]
+	req, _ := http.NewRequest("GET", base+"/", nil)
+	req.Header.Set("X-Big", strings.Repeat("a", 16<<10))
+	res, _ := get(t, nil, req)
+	if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("status %d, want 431", res.StatusCode)
+	}
+	req, _ = http.NewRequest("GET", base+"/", nil)
+	req.Header.Set("X-Small", strings.Repeat("a", 1<<10))
+	if res, _ := get(t, nil, req); res.StatusCode != 200 {
+		t.Fatalf("status %d for a small header, want 200", res.StatusCode)
+	}
+}
+
+func discoveryStore() *discovery.Store { return discovery.NewStore() }
+
+func staticSnap(cfg *config.Config) *discovery.Snapshot {
+	return discovery.StaticSnapshot(cfg.Services, time.Now())
+}
+
+func newStoreFor(cfg *config.Config) *discovery.Store {
+	s := discovery.NewStore()
+	s.Publish(staticSnap(cfg))
+	return s
+}
+
+func routeFor(prefix string) config.Route {
+	return config.Route{Name: prefix, Match: config.Match{PathPrefix: prefix}, Service: "x"}
+}
