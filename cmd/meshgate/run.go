@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/deployments"
+	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/proxy"
+	"github.com/spf13/cobra"
+)
+
+type runOptions struct {
+	configPath string
+	logLevel   string
+	logFormat  string
+	stderr     io.Writer
+	// started, when set, is called once every listener is bound (tests).
+	started func(*proxy.Server)
+}
+
+func newRunCmd() *cobra.Command {
+	opts := runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the gateway",
+		Long: `run serves the configuration in --config (or $MESHGATE_CONFIG). Without
+either it serves the embedded default: the demo catalog on 127.0.0.1:8080.
+
+SIGTERM or SIGINT drains: /readyz fails at once, the listeners stop after
+server.drain_delay, in-flight requests get server.grace_period, then meshgate
+exits 0. SIGHUP or a change of the file reloads it; a bad file keeps the last
+good configuration.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.stderr = cmd.ErrOrStderr()
+			return run(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.configPath, "config", "c", os.Getenv("MESHGATE_CONFIG"),
+		"configuration file (env MESHGATE_CONFIG); the embedded default when empty")
+	cmd.Flags().StringVar(&opts.logLevel, "log-level", envOr("MESHGATE_LOG_LEVEL", "info"), "debug, info, warn or error (env MESHGATE_LOG_LEVEL)")
+	cmd.Flags().StringVar(&opts.logFormat, "log-format", envOr("MESHGATE_LOG_FORMAT", "json"), "json or text (env MESHGATE_LOG_FORMAT)")
+	return cmd
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	ho := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, ho)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, ho)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json or text", format)
+	}
+}
+
+// loadConfig reads path, or the embedded default when path is empty.
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Parse(deployments.DefaultConfigName, deployments.DefaultConfig)
+	}
+	return config.Load(path)
+}
+
+// source runs the discovery source of one configuration until replaced.
+type source struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startSource(ctx context.Context, cfg *config.Config, store *discovery.Store, log *slog.Logger) *source {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &source{cancel: cancel, done: make(chan struct{})}
+	src := discovery.NewStatic(cfg.Services)
+	go func() {
+		defer close(s.done)
+		if err := src.Run(ctx, store.Publish); err != nil {
+			log.Error("discovery source stopped", "error", err)
+		}
+	}()
+	return s
+}
+
+func (s *source) stop() { s.cancel(); <-s.done }
+
+func run(ctx context.Context, opts runOptions) error {
+	log, err := newLogger(opts.stderr, opts.logLevel, opts.logFormat)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(opts.configPath)
+	if err != nil {
+		return err
+	}
+	name := opts.configPath
+	if name == "" {
+		name = "embedded default (" + deployments.DefaultConfigName + ")"
+	}
+	log.Info("starting meshgate", "version", Version, "config", name)
+
+	store := discovery.NewStore()
+	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Store: store})
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	srv, err := proxy.Listen(cfg, gw, gw.AdminHandler(nil), log)
+	if err != nil {
+		return err
+	}
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go gw.Watch(watchCtx)
+	src := startSource(watchCtx, cfg, store, log)
+	defer func() { src.stop() }()
+	srv.Serve()
+	if opts.started != nil {
+		opts.started(srv)
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	changed := make(chan struct{}, 1)
+	if opts.configPath != "" {
+		err := config.Watch(watchCtx, opts.configPath, 250*time.Millisecond, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+		if err != nil {
+			log.Warn("config file changes will not be noticed; SIGHUP still reloads", "error", err)
+		}
+	}
+
+	reload := func(why string) {
+		if opts.configPath == "" {
+			log.Info("reload requested, but the embedded default cannot change", "trigger", why)
+			return
+		}
+		next, err := config.Load(opts.configPath)
+		if err == nil {
+			err = gw.Reload(next)
+		} else {
+			gw.RecordReloadFailure(err)
+		}
+		if err != nil {
+			log.Error("reload failed; keeping the last good configuration", "trigger", why, "error", err)
+			return
+		}
+		old := src
+		src = startSource(watchCtx, next, store, log)
+		old.stop()
+		if !reflect.DeepEqual(next.Listeners, cfg.Listeners) || next.Admin != cfg.Admin {
+			log.Warn("listener or admin addresses changed: restart meshgate to apply them; routes and services are live")
+		}
+		cfg = next
+		log.Info("configuration reloaded", "trigger", why)
+	}
+
+	for {
+		select {
+		case <-ctx.Done():
+			return shutdown(srv, gw, cfg, log)
+		case err := <-srv.Errors():
+			log.Error("listener failed", "error", err)
+			_ = shutdown(srv, gw, cfg, log)
+			return err
+		case <-hup:
+			reload("SIGHUP")
+		case <-changed:
+			reload("file change")
+		}
+	}
+}
+
+// shutdown drains: readiness fails first, listeners stop after the drain
+// delay, and in-flight work gets the grace period.
+func shutdown(srv *proxy.Server, gw *proxy.Gateway, cfg *config.Config, log *slog.Logger) error {
+	gw.Drain()
+	log.Info("draining", "drain_delay", cfg.Server.DrainDelay.String(), "grace_period", cfg.Server.GracePeriod.String())
+	time.Sleep(cfg.Server.DrainDelay.D())
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.GracePeriod.D())
+	defer cancel()
+	if err := srv.Shutdown(ctx, gw); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			log.Warn("grace period over; closed the connections still open", "error", err)
+		} else {
+			log.Warn("shutdown", "error", err)
+		}
+	}
+	log.Info("stopped")
+	return nil
+}
