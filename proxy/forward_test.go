@@ -514,3 +514,34 @@ func waitFor(t testing.TB, cond func() bool) {
 }
 
 var _ = net.Dial
+
+func TestClientGoneDuringIdleStream(t *testing.T) {
+	t.Parallel()
+	backendDone := make(chan struct{})
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(backendDone)
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // the stream idles until the gateway hangs up
+	}))
+	defer back.Close()
+	h := newHarness(t, parseConfig(t, oneService(t, "", back)))
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.front.URL+"/events", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := bufio.NewReader(res.Body).ReadString('\n'); l != "data: one\n" {
+		t.Fatalf("first line %q", l)
+	}
+	cancel()
+	res.Body.Close()
+	select {
+	case <-backendDone:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the upstream stream was not closed after the client left")
+	}
+	waitFor(t, func() bool { return h.gw.table.Load().upstreams["svc"].endpoints[0].state.inFlight.Load() == 0 })
+}

@@ -54,6 +54,7 @@ type upConn struct {
 	bw     *bufio.Writer
 	idleAt time.Time
 	reused bool
+	stop   func() bool // ends the watch for the client going away
 }
 
 // connPool keeps the idle connections to one instance, most recently used
@@ -232,12 +233,21 @@ func (s *h1Settings) conn(ctx context.Context, pool *connPool, hostPort string, 
 	return &upConn{nc: nc, br: br, bw: bw}, nil
 }
 
-// exchange writes the request and reads the response head.
+// exchange writes the request and reads the response head. On success the
+// connection stays watched for the client going away until finish.
 func (s *h1Settings) exchange(ctx context.Context, c *upConn, req *h1Request, dst http.Header) (*h1Response, error) {
-	// The client going away interrupts whatever I/O is blocked.
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(longAgo) })
-	defer stop()
+	// The client going away interrupts whatever I/O is blocked, through the
+	// response body copy too.
+	c.stop = context.AfterFunc(ctx, func() { c.nc.SetDeadline(longAgo) })
+	res, err := s.exchangeWatched(ctx, c, req, dst)
+	if err != nil {
+		c.stop()
+		c.stop = nil
+	}
+	return res, err
+}
 
+func (s *h1Settings) exchangeWatched(ctx context.Context, c *upConn, req *h1Request, dst http.Header) (*h1Response, error) {
 	werr := writeRequest(c.bw, req)
 	if werr == nil {
 		werr = c.bw.Flush()
@@ -258,6 +268,12 @@ func (s *h1Settings) exchange(ctx context.Context, c *upConn, req *h1Request, ds
 	if s.responseHeader > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(s.responseHeader))
 	}
+	// Setting a deadline may have overwritten the one the cancellation hook
+	// set just before; the hook runs only after ctx is done, so checking
+	// here closes the gap.
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
 	res, err := readResponseHead(c.br, req.in.Method, dst)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -276,6 +292,9 @@ func (s *h1Settings) exchange(ctx context.Context, c *upConn, req *h1Request, ds
 	}
 	if s.responseHeader > 0 {
 		c.nc.SetReadDeadline(time.Time{})
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 	}
 	return res, nil
 }
@@ -288,6 +307,12 @@ func isConnGone(err error) bool {
 // finish ends the exchange: the connection goes back to the pool when the
 // response was read to its end and may be reused, and is closed otherwise.
 func (s *h1Settings) finish(pool *connPool, c *upConn, res *h1Response, complete bool) {
+	// A cancellation hook that already ran may still be setting a deadline:
+	// such a connection is not reused.
+	if !c.stop() {
+		complete = false
+	}
+	c.stop = nil
 	if complete && res.keepAlive {
 		pool.put(c, time.Now(), s.maxIdle)
 		return
