@@ -36,7 +36,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ep.state.inFlight.Add(1)
 	ep.state.requests.Add(1)
 	var status int
-	if up.h1 != nil && up.cfg.Protocol != "h2c" && r.ProtoMajor == 1 && upgradeType(r.Header) == "" && !expectsContinue(r) {
+	if up.h1 != nil && up.cfg.Protocol != "h2c" && len(r.Trailer) == 0 && upgradeType(r.Header) == "" && !expectsContinue(r) {
 		status = g.forwardH1(w, r, t, rte, ep)
 	} else {
 		status = g.forward(w, r, t, rte, ep)

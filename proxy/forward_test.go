@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -301,32 +300,6 @@ routes: [{match: {path_prefix: /}, service: grpc}]
 	}
 }
 
-func TestTLSListenerServesHTTP2(t *testing.T) {
-	t.Parallel()
-	back := named("ok")
-	defer back.Close()
-	cfg := parseConfig(t, oneService(t, "", back))
-	store := newStoreFor(cfg)
-	gw, err := New(cfg, Options{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := httptest.NewUnstartedServer(gw)
-	front.EnableHTTP2 = true
-	front.StartTLS()
-	defer front.Close()
-	client := front.Client()
-	res, err := client.Get(front.URL + "/x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.ProtoMajor != 2 || res.Header.Get("X-Backend") != "ok" {
-		t.Fatalf("proto %s backend %q", res.Proto, res.Header.Get("X-Backend"))
-	}
-	_ = tls.VersionTLS13
-}
-
 func TestClientGoneIsLogged499(t *testing.T) {
 	t.Parallel()
 	entered := make(chan struct{})
@@ -513,7 +486,6 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
-var _ = net.Dial
 
 func TestClientGoneDuringIdleStream(t *testing.T) {
 	t.Parallel()
@@ -544,4 +516,61 @@ func TestClientGoneDuringIdleStream(t *testing.T) {
 		t.Fatal("the upstream stream was not closed after the client left")
 	}
 	waitFor(t, func() bool { return h.gw.table.Load().upstreams["svc"].endpoints[0].state.inFlight.Load() == 0 })
+}
+
+func TestListenTLSWithHTTP2AndH2C(t *testing.T) {
+	t.Parallel()
+	back := named("ok")
+	defer back.Close()
+	cfg := parseConfig(t, `
+listeners:
+  - {name: https, address: "127.0.0.1:0", tls: {cert_file: ../config/testdata/tls/test-only-cert.pem, key_file: ../config/testdata/tls/test-only-key.pem}}
+  - {name: h2c, address: "127.0.0.1:0", h2c: true}
+admin: {address: "127.0.0.1:0"}
+services:
+  svc:
+    instances:
+`+instancesYAML(t, back)+`
+routes: [{match: {path_prefix: /}, service: svc}]
+`)
+	store := newStoreFor(cfg)
+	gw, err := New(cfg, Options{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Listen(cfg, gw, gw.AdminHandler(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Serve()
+	defer srv.Shutdown(context.Background(), gw)
+	addrs := srv.Addrs()
+
+	tlsClient := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // the test-only self-signed pair
+		ForceAttemptHTTP2: true,
+	}}
+	defer tlsClient.CloseIdleConnections()
+	res, err := tlsClient.Get("https://" + addrs["https"] + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.ProtoMajor != 2 || res.Header.Get("X-Backend") != "ok" {
+		t.Errorf("https: proto %s backend %q, want HTTP/2 from ok", res.Proto, res.Header.Get("X-Backend"))
+	}
+
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	h2cClient := &http.Client{Transport: &http.Transport{Protocols: &p}}
+	defer h2cClient.CloseIdleConnections()
+	res, err = h2cClient.Get("http://" + addrs["h2c"] + "/y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.ProtoMajor != 2 || string(body) != "/y" {
+		t.Errorf("h2c: proto %s body %q", res.Proto, body)
+	}
 }
