@@ -42,7 +42,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = g.forward(w, r, t, rte, ep)
 	}
 	ep.state.inFlight.Add(-1)
-	if status >= 500 {
+	switch {
+	case status == StatusClientClosedRequest:
+		g.log.Info("client closed request", "status", status, "route", rte.Name,
+			"service", up.name, "instance", ep.inst.ID, "method", r.Method)
+	case status >= 500:
 		ep.state.failures.Add(1)
 	}
 }

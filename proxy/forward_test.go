@@ -323,6 +323,7 @@ func TestClientGoneIsLogged499(t *testing.T) {
 	<-entered
 	cancel()
 	<-done
+	waitFor(t, func() bool { return strings.Contains(h.logs.String(), `"status":499`) })
 	// The gateway did not count a client that left as an upstream failure.
 	deadline := time.Now().Add(2 * time.Second)
 	for {
