@@ -78,6 +78,22 @@ type Snapshot struct {
 	Version uint64
 	// Created is when the snapshot was built.
 	Created time.Time
+	// Routes are routes the source found in its catalog (Consul services
+	// tagged for meshgate), added after the configured ones.
+	Routes []RouteHint
+}
+
+// RouteHint is a route a discovery source derived from its catalog: a
+// path prefix, and optionally a host, that leads to a service.
+type RouteHint struct {
+	// Service the route leads to.
+	Service string `json:"service"`
+	// Host to match, "" for any.
+	Host string `json:"host,omitempty"`
+	// PathPrefix to match; starts with "/".
+	PathPrefix string `json:"path_prefix"`
+	// Origin says where the hint came from, e.g. "consul tag" or "consul meta".
+	Origin string `json:"origin"`
 }
 
 // Service returns the named service, or nil.
