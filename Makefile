@@ -5,7 +5,7 @@ BIN   := $(CURDIR)/.bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.Version=$(VERSION)
 
-.PHONY: build run test test-short bench bench-peers bench-go fuzz schema vet clean
+.PHONY: build run test test-short tools bench bench-peers bench-go fuzz schema vet clean
 
 build: ## build meshgate and the demo services into .bin/
 	@mkdir -p $(BIN)
@@ -15,11 +15,14 @@ build: ## build meshgate and the demo services into .bin/
 run: build ## the edge gateway on the embedded default, in front of the demo services
 	@$(CURDIR)/deployments/run.sh $(BIN)
 
-test: ## every test, with the race detector
+tools: ## build Consul from tools/consul into .bin/ (cached per machine)
+	@$(CURDIR)/tools/ensure.sh consul
+
+test: tools ## every test, with the race detector
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-test-short:
+test-short: tools
 	$(GO) test -count=1 -short ./...
 
 bench: build ## load benchmark: direct, meshgate, gobaseline and installed peers

@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# ensure.sh NAME — build the tool NAME (consul, jaeger) from its own module in
-# tools/NAME into .bin/NAME, once per machine: the build is skipped while the
-# binary exists and was built from the same tools/NAME/go.sum.
+# ensure.sh NAME — make .bin/NAME (consul, jaeger) exist, built from the Go
+# module in tools/NAME. Builds are cached per machine outside the work tree
+# ($MESHGATE_TOOLS_CACHE, default ~/.cache/meshgate-tools), keyed by the
+# module's go.mod and go.sum, so fresh clones (CI) reuse them.
 set -euo pipefail
 name=${1:?usage: tools/ensure.sh NAME}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mod=$root/tools/$name
-bin=$root/.bin/$name
-stamp=$bin.stamp
 [[ -f $mod/go.mod ]] || { echo "ensure.sh: no module at tools/$name" >&2; exit 2; }
-want=$(sha256sum "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -d' ' -f1)
-if [[ -x $bin && -f $stamp && $(cat "$stamp") == "$want" ]]; then
-	exit 0
+key=$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-16)
+cache=${MESHGATE_TOOLS_CACHE:-${HOME:-/root}/.cache/meshgate-tools}
+built=$cache/$name-$key
+link=$root/.bin/$name
+mkdir -p "$root/.bin" "$cache"
+if [[ ! -x $built ]]; then
+	pkg=$(sed -n 's/^tool //p' "$mod/go.mod" | head -n1)
+	[[ -n $pkg ]] || { echo "ensure.sh: tools/$name/go.mod declares no tool" >&2; exit 2; }
+	echo "ensure.sh: building $name from $pkg (once per machine; a few minutes)" >&2
+	start=$(date +%s)
+	(cd "$mod" && GOFLAGS=-mod=mod go build -trimpath -o "$built.tmp" "$pkg")
+	mv "$built.tmp" "$built"
+	echo "ensure.sh: built $name in $(( $(date +%s) - start ))s" >&2
 fi
-pkg=$(sed -n 's/^tool //p' "$mod/go.mod" | head -n1)
-[[ -n $pkg ]] || { echo "ensure.sh: tools/$name/go.mod declares no tool" >&2; exit 2; }
-mkdir -p "$root/.bin"
-echo "ensure.sh: building $name from $pkg (once per machine; this takes a few minutes)" >&2
-start=$(date +%s)
-(cd "$mod" && GOFLAGS=-mod=mod go build -trimpath -o "$bin.tmp" "$pkg")
-mv "$bin.tmp" "$bin"
-echo "$want" > "$stamp"
-echo "ensure.sh: built .bin/$name in $(( $(date +%s) - start ))s" >&2
+if [[ "$(readlink "$link" 2>/dev/null)" != "$built" ]]; then
+	rm -f "$link" "$link.stamp"
+	ln -s "$built" "$link"
+fi
