@@ -97,6 +97,85 @@ const (
 	DefaultHealth = HealthPassing
 )
 
+// Defaults and limits of Consul (discovery.consul).
+const (
+	// DefaultConsulWait is discovery.consul.wait, the blocking query's
+	// wait time: 5m.
+	DefaultConsulWait = Duration(5 * time.Minute)
+	// MinConsulWait is the shortest discovery.consul.wait: 1s.
+	MinConsulWait = Duration(time.Second)
+	// MaxConsulWait is the longest discovery.consul.wait: 10m, the most
+	// Consul waits whatever a query asks for.
+	MaxConsulWait = Duration(10 * time.Minute)
+	// DefaultConsulMinInterval is discovery.consul.min_interval: 100ms.
+	DefaultConsulMinInterval = Duration(100 * time.Millisecond)
+	// MaxConsulMinInterval is the largest discovery.consul.min_interval: 1m.
+	MaxConsulMinInterval = Duration(time.Minute)
+	// DefaultConsulMaxBackoff is discovery.consul.max_backoff: 30s.
+	DefaultConsulMaxBackoff = Duration(30 * time.Second)
+	// MinConsulMaxBackoff is the smallest discovery.consul.max_backoff:
+	// 250ms, where the back-off starts.
+	MinConsulMaxBackoff = Duration(250 * time.Millisecond)
+	// MaxConsulMaxBackoff is the largest discovery.consul.max_backoff: 10m.
+	MaxConsulMaxBackoff = Duration(10 * time.Minute)
+	// DefaultConsulRouteTagPrefix is discovery.consul.routes.tag_prefix:
+	// a service tagged "meshgate.route=/products" gets a route for /products.
+	DefaultConsulRouteTagPrefix = "meshgate.route="
+	// DefaultConsulRouteMetaKey is discovery.consul.routes.meta_key.
+	DefaultConsulRouteMetaKey = "meshgate-route"
+)
+
+// Consul's rules for service meta, which apply to register.meta and to
+// discovery.consul.routes.meta_key. Keys are letters, digits, '_' and '-'.
+const (
+	// MaxMetaKeyLength is the longest meta key Consul accepts, in bytes.
+	MaxMetaKeyLength = 128
+	// MaxMetaValueLength is the longest meta value Consul accepts, in bytes.
+	MaxMetaValueLength = 512
+	// MaxMetaPairs is the most meta entries Consul accepts on a service.
+	MaxMetaPairs = 64
+	// ReservedMetaPrefix starts the meta keys Consul keeps for itself.
+	ReservedMetaPrefix = "consul-"
+)
+
+// Defaults and limits of Register.
+const (
+	// MaxRegisterNameLength is the longest register.name: 64 characters.
+	MaxRegisterNameLength = 64
+	// DefaultRegisterWeight is register.weight: 1.
+	DefaultRegisterWeight = 1
+	// MaxRegisterWeight is the largest register.weight: 10000.
+	MaxRegisterWeight = 10000
+	// DefaultRegisterCheckPath is register.check.path when check.url is
+	// not set: "/healthz".
+	DefaultRegisterCheckPath = "/healthz"
+	// DefaultRegisterCheckInterval is register.check.interval: 10s.
+	DefaultRegisterCheckInterval = Duration(10 * time.Second)
+	// MinRegisterCheckInterval is the shortest register.check.interval: 1s.
+	MinRegisterCheckInterval = Duration(time.Second)
+	// DefaultRegisterCheckTimeout is register.check.timeout: 2s.
+	DefaultRegisterCheckTimeout = Duration(2 * time.Second)
+	// DefaultRegisterTTL is register.ttl: 10s.
+	DefaultRegisterTTL = Duration(10 * time.Second)
+	// MinRegisterTTL is the shortest register.ttl: 1s.
+	MinRegisterTTL = Duration(time.Second)
+	// DefaultDeregisterCriticalAfter is register.deregister_critical_after: 1m.
+	DefaultDeregisterCriticalAfter = Duration(time.Minute)
+	// MinDeregisterCriticalAfter is the shortest
+	// register.deregister_critical_after: 1m, Consul's own minimum (its
+	// reaper runs every 30s, so removal may take a little longer).
+	MinDeregisterCriticalAfter = Duration(time.Minute)
+)
+
+// DefaultRegisterID is register.id when the file leaves it out:
+// "name-address-port", with the colons of an IPv6 address replaced by
+// '-' so that the ID keeps to letters, digits, '.', '_' and '-':
+// ("web", "10.0.0.5", 8080) gives "web-10.0.0.5-8080" and
+// ("web", "fd00::1", 8080) gives "web-fd00--1-8080".
+func DefaultRegisterID(name, address string, port int) string {
+	return name + "-" + strings.ReplaceAll(address, ":", "-") + "-" + strconv.Itoa(port)
+}
+
 // DefaultPathPrefix is a route's match.path_prefix when it sets neither
 // path nor path_prefix: the route takes every path.
 const DefaultPathPrefix = "/"
@@ -109,6 +188,10 @@ const DefaultPathPrefix = "/"
 //
 // An Instance weight of 0 always becomes 1, in files too: 0 is not a way
 // to drain an instance (set its health to critical for that).
+//
+// In Go a zero value cannot say "explicitly zero": discovery.consul's
+// min_interval, which may be 0 in a file, becomes 100ms here when it is
+// 0. Set it to 0 after SetDefaults to turn the pause off.
 func (c *Config) SetDefaults() {
 	applyDefaults(c, func(_ fpath, zero bool) bool { return !zero })
 }
@@ -188,6 +271,49 @@ func applyDefaults(c *Config, isSet func(p fpath, zero bool) bool) {
 		}
 		r.Match.Host = strings.ToLower(r.Match.Host)
 	}
+
+	if c.Discovery.Consul != nil {
+		consulDefaults(c.Discovery.Consul, root.field("discovery").field("consul"), isSet)
+	}
+	if c.Register != nil {
+		registerDefaults(c.Register, root.field("register"), isSet)
+	}
+}
+
+// consulDefaults fills discovery.consul. The connection (address, token,
+// datacenter) has no default here: left empty, it comes from the
+// CONSUL_HTTP_* variables when discovery connects, so that the loaded
+// config says only what the file says.
+func consulDefaults(cc *Consul, p fpath, isSet func(fpath, bool) bool) {
+	duration(isSet, p.field("wait"), &cc.Wait, DefaultConsulWait)
+	duration(isSet, p.field("min_interval"), &cc.MinInterval, DefaultConsulMinInterval)
+	duration(isSet, p.field("max_backoff"), &cc.MaxBackoff, DefaultConsulMaxBackoff)
+	rp := p.field("routes")
+	if !isSet(rp.field("tag_prefix"), cc.Routes.TagPrefix == "") {
+		cc.Routes.TagPrefix = DefaultConsulRouteTagPrefix
+	}
+	if !isSet(rp.field("meta_key"), cc.Routes.MetaKey == "") {
+		cc.Routes.MetaKey = DefaultConsulRouteMetaKey
+	}
+}
+
+func registerDefaults(r *Register, p fpath, isSet func(fpath, bool) bool) {
+	// The ID is derived only from a complete identity: an ID such as
+	// "web--0" would outlive the fields it was made from being filled in.
+	if !isSet(p.field("id"), r.ID == "") && r.Name != "" && r.Address != "" && r.Port != 0 {
+		r.ID = DefaultRegisterID(r.Name, r.Address, r.Port)
+	}
+	if !isSet(p.field("weight"), r.Weight == 0) {
+		r.Weight = DefaultRegisterWeight
+	}
+	cp := p.field("check")
+	if !isSet(cp.field("path"), r.Check.Path == "") && !isSet(cp.field("url"), r.Check.URL == "") {
+		r.Check.Path = DefaultRegisterCheckPath
+	}
+	duration(isSet, cp.field("interval"), &r.Check.Interval, DefaultRegisterCheckInterval)
+	duration(isSet, cp.field("timeout"), &r.Check.Timeout, DefaultRegisterCheckTimeout)
+	duration(isSet, p.field("ttl"), &r.TTL, DefaultRegisterTTL)
+	duration(isSet, p.field("deregister_critical_after"), &r.DeregisterCriticalAfter, DefaultDeregisterCriticalAfter)
 }
 
 func duration(isSet func(fpath, bool) bool, p fpath, d *Duration, def Duration) {

@@ -10,7 +10,8 @@ import (
 )
 
 // FuzzLoad feeds arbitrary bytes to Parse. Parse must not panic; a config
-// it accepts must pass Validate and be left unchanged by SetDefaults; a
+// it accepts must pass Validate and be left unchanged by SetDefaults (but
+// for an explicit discovery.consul.min_interval of 0); a
 // rejection must be a non-empty Errors whose entries each name the file
 // and fit on one line.
 func FuzzLoad(f *testing.F) {
@@ -40,8 +41,17 @@ func FuzzLoad(f *testing.F) {
 				t.Fatalf("Parse accepted a config that Validate rejects:\n%v", errs)
 			}
 			again := c.Redacted()
-			again.Listeners = c.clone().Listeners // undo the redaction
+			// Undo the redaction.
+			again.Listeners = c.clone().Listeners
+			if cc := again.Discovery.Consul; cc != nil {
+				cc.Token = c.Discovery.Consul.Token
+			}
 			again.SetDefaults()
+			// A file may set min_interval to 0, which a Go value cannot
+			// tell from unset (see SetDefaults).
+			if cc := c.Discovery.Consul; cc != nil && cc.MinInterval == 0 {
+				again.Discovery.Consul.MinInterval = 0
+			}
 			if !reflect.DeepEqual(again, c) {
 				t.Fatalf("SetDefaults changed a parsed config:\n%+v\n%+v", c, again)
 			}

@@ -65,7 +65,11 @@ func Parse(filename string, data []byte) (*Config, error) {
 	applyDefaults(&c, d.isSet)
 	resolveFiles(&c, filepath.Dir(filename))
 
-	v := validator{has: d.has, servicesUnknown: d.underBad(fpath{"services"})}
+	v := validator{
+		has:              d.has,
+		servicesUnknown:  d.underBad(fpath{"services"}),
+		discoveryUnknown: d.underBad(fpath{"discovery"}.field("consul")),
+	}
 	v.config(&c)
 	for _, is := range v.issues {
 		if d.underBad(is.path) {

@@ -192,11 +192,46 @@ func TestFullValues(t *testing.T) {
 	}
 }
 
-// TestFullUsesEveryField makes sure full.yaml stays a complete example:
-// every field of every type is set somewhere in it.
+// TestFullUsesEveryField makes sure the reference files stay complete:
+// every field of every type is set somewhere in full.yaml, and every field
+// of discovery and register in full.yaml or consul.yaml (one shows
+// register.check.path, the other its alternative check.url).
 func TestFullUsesEveryField(t *testing.T) {
 	t.Parallel()
-	c, err := Load("testdata/valid/full.yaml")
+	full := fieldsSet(t, "testdata/valid/full.yaml")
+	consul := fieldsSet(t, "testdata/valid/consul.yaml")
+	for _, typ := range []reflect.Type{
+		reflect.TypeFor[Config](), reflect.TypeFor[Listener](), reflect.TypeFor[TLS](), reflect.TypeFor[Admin](),
+		reflect.TypeFor[Server](), reflect.TypeFor[Service](), reflect.TypeFor[Instance](), reflect.TypeFor[LoadBalancer](),
+		reflect.TypeFor[HashOn](), reflect.TypeFor[Timeouts](), reflect.TypeFor[Route](), reflect.TypeFor[Match](),
+	} {
+		for i := range typ.NumField() {
+			if key := typ.Name() + "." + typ.Field(i).Name; !full[key] {
+				t.Errorf("full.yaml does not set %s", key)
+			}
+		}
+	}
+	for _, typ := range []reflect.Type{
+		reflect.TypeFor[Discovery](), reflect.TypeFor[Consul](), reflect.TypeFor[ConsulRoutes](),
+		reflect.TypeFor[Register](), reflect.TypeFor[RegisterCheck](),
+	} {
+		for i := range typ.NumField() {
+			key := typ.Name() + "." + typ.Field(i).Name
+			if !full[key] && !consul[key] {
+				t.Errorf("neither full.yaml nor consul.yaml sets %s", key)
+			}
+			if key != "RegisterCheck.Path" && !consul[key] {
+				t.Errorf("consul.yaml does not set %s", key)
+			}
+		}
+	}
+}
+
+// fieldsSet loads file and returns "Type.Field" for every field that is
+// not zero somewhere in the result.
+func fieldsSet(t *testing.T, file string) map[string]bool {
+	t.Helper()
+	c, err := Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,15 +262,146 @@ func TestFullUsesEveryField(t *testing.T) {
 		}
 	}
 	walk(reflect.ValueOf(c))
-	for _, typ := range []reflect.Type{
-		reflect.TypeFor[Config](), reflect.TypeFor[Listener](), reflect.TypeFor[TLS](), reflect.TypeFor[Admin](),
-		reflect.TypeFor[Server](), reflect.TypeFor[Service](), reflect.TypeFor[Instance](), reflect.TypeFor[LoadBalancer](),
-		reflect.TypeFor[HashOn](), reflect.TypeFor[Timeouts](), reflect.TypeFor[Route](), reflect.TypeFor[Match](),
+	return seen
+}
+
+// TestConsulValues checks that every key of consul.yaml is read into its
+// field: the file sets only non-default values, so no default can stand in.
+func TestConsulValues(t *testing.T) {
+	t.Parallel()
+	c, err := Load("testdata/valid/consul.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantConsul := &Consul{
+		Address:      "https://consul.service.internal:8501",
+		Token:        "3f9c1c2e-5b7a-4d2e-9a41-0c7d1f2b8e66",
+		Datacenter:   "eu-west-1",
+		Stale:        true,
+		AllowWarning: true,
+		Tags:         []string{"production", "v2"},
+		Wait:         Duration(2 * time.Minute),
+		MinInterval:  Duration(250 * time.Millisecond),
+		MaxBackoff:   Duration(time.Minute),
+		Routes:       ConsulRoutes{Enabled: true, TagPrefix: "route:", MetaKey: "http-route", StripPrefix: true},
+	}
+	if !reflect.DeepEqual(c.Discovery.Consul, wantConsul) {
+		t.Errorf("discovery.consul = %+v\nwant %+v", c.Discovery.Consul, wantConsul)
+	}
+	wantRegister := &Register{
+		Name:    "orders",
+		ID:      "orders-sidecar-1",
+		Address: "fd00::5",
+		Port:    9000,
+		Tags:    []string{"mesh", "grpc"},
+		Meta:    map[string]string{"version": "1.4.2", "team": "checkout"},
+		Weight:  5,
+		// No path: the URL replaces it, so the default does not apply.
+		Check:                   RegisterCheck{URL: "http://127.0.0.1:9000/ready?full=1", Interval: Duration(5 * time.Second), Timeout: Duration(time.Second)},
+		TTL:                     Duration(30 * time.Second),
+		DeregisterCriticalAfter: Duration(5 * time.Minute),
+	}
+	if !reflect.DeepEqual(c.Register, wantRegister) {
+		t.Errorf("register = %+v\nwant %+v", c.Register, wantRegister)
+	}
+}
+
+// TestConsulDefaults checks the defaults of discovery.consul and register
+// as a file gets them, and that the connection is left as the file says:
+// the CONSUL_HTTP_* variables are read by discovery, not here.
+func TestConsulDefaults(t *testing.T) {
+	t.Setenv("CONSUL_HTTP_ADDR", "10.9.9.9:8500")
+	t.Setenv("CONSUL_HTTP_TOKEN", "from-the-environment")
+	c, err := Parse("consul.yaml", []byte(`
+listeners: [{address: ":8080"}]
+discovery:
+  consul: {}
+register:
+  name: web
+  address: "fd00::5"
+  port: 8080
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantConsul := &Consul{
+		Wait:        Duration(5 * time.Minute),
+		MinInterval: Duration(100 * time.Millisecond),
+		MaxBackoff:  Duration(30 * time.Second),
+		Routes:      ConsulRoutes{TagPrefix: "meshgate.route=", MetaKey: "meshgate-route"},
+	}
+	if !reflect.DeepEqual(c.Discovery.Consul, wantConsul) {
+		t.Errorf("discovery.consul = %+v\nwant %+v", c.Discovery.Consul, wantConsul)
+	}
+	wantRegister := &Register{
+		Name:    "web",
+		ID:      "web-fd00--5-8080",
+		Address: "fd00::5",
+		Port:    8080,
+		Weight:  1,
+		Check: RegisterCheck{
+			Path:     "/healthz",
+			Interval: Duration(10 * time.Second),
+			Timeout:  Duration(2 * time.Second),
+		},
+		TTL:                     Duration(10 * time.Second),
+		DeregisterCriticalAfter: Duration(time.Minute),
+	}
+	if !reflect.DeepEqual(c.Register, wantRegister) {
+		t.Errorf("register = %+v\nwant %+v", c.Register, wantRegister)
+	}
+
+	// Explicit values win, an explicit min_interval of 0 included, and a
+	// check URL leaves the path empty.
+	c, err = Parse("consul.yaml", []byte(`
+listeners: [{address: ":8080"}]
+discovery:
+  consul:
+    min_interval: 0
+    routes: {tag_prefix: "r=", meta_key: r}
+register:
+  name: web
+  address: web.internal
+  port: 8080
+  weight: 7
+  check: {url: "http://web.internal:8081/health", interval: 3s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc := c.Discovery.Consul; cc.MinInterval != 0 || cc.Routes.TagPrefix != "r=" || cc.Routes.MetaKey != "r" || cc.Wait != DefaultConsulWait {
+		t.Errorf("discovery.consul = %+v", cc)
+	}
+	if r := c.Register; r.ID != "web-web.internal-8080" || r.Weight != 7 || r.Check != (RegisterCheck{
+		URL: "http://web.internal:8081/health", Interval: Duration(3 * time.Second), Timeout: DefaultRegisterCheckTimeout,
+	}) {
+		t.Errorf("register = %+v", r)
+	}
+
+	// Without the sections, nothing is made up.
+	c, err = Parse("minimal.yaml", []byte(`listeners: [{address: ":8080"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Discovery.Consul != nil || c.Register != nil {
+		t.Errorf("discovery.consul = %+v, register = %+v; want both nil", c.Discovery.Consul, c.Register)
+	}
+}
+
+func TestDefaultRegisterID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, address string
+		port          int
+		want          string
+	}{
+		{"web", "10.0.0.5", 8080, "web-10.0.0.5-8080"},
+		{"web", "fd00::1", 8080, "web-fd00--1-8080"},
+		{"web", "::ffff:10.0.0.5", 80, "web---ffff-10.0.0.5-80"},
+		{"api.v1", "api.internal", 443, "api.v1-api.internal-443"},
 	} {
-		for i := range typ.NumField() {
-			if key := typ.Name() + "." + typ.Field(i).Name; !seen[key] {
-				t.Errorf("full.yaml does not set %s", key)
-			}
+		if got := DefaultRegisterID(tc.name, tc.address, tc.port); got != tc.want {
+			t.Errorf("DefaultRegisterID(%q, %q, %d) = %q, want %q", tc.name, tc.address, tc.port, got, tc.want)
 		}
 	}
 }
@@ -300,7 +466,7 @@ func TestParseErrorDetails(t *testing.T) {
 		{
 			name: "newlines in values stay escaped",
 			yaml: "listeners: [{address: \":1\"}]\n\"bad\\nkey\": 1\n",
-			want: `f.yaml:2: unknown field "bad\nkey"; allowed: admin, listeners, routes, server, services`,
+			want: `f.yaml:2: unknown field "bad\nkey"; allowed: admin, discovery, listeners, register, routes, server, services`,
 		},
 		{
 			name: "syntax error without a line from yaml.v3 gets one",

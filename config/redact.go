@@ -11,7 +11,7 @@ const RedactedValue = "[redacted]"
 // Redacted returns a deep copy of c that is safe to show, for example in
 // /admin/config: the TLS key_file of every listener reads "[redacted]"
 // (the private key's location is as sensitive as the deployment makes
-// it). The copy shares no slices, maps or pointers with c, so neither can
+// it), and so does discovery.consul.token when it is set. The copy shares no slices, maps or pointers with c, so neither can
 // change the other. A nil c gives nil.
 func (c *Config) Redacted() *Config {
 	if c == nil {
@@ -22,6 +22,9 @@ func (c *Config) Redacted() *Config {
 		if t := out.Listeners[i].TLS; t != nil && t.KeyFile != "" {
 			t.KeyFile = RedactedValue
 		}
+	}
+	if cc := out.Discovery.Consul; cc != nil && cc.Token != "" {
+		cc.Token = RedactedValue
 	}
 	return out
 }
@@ -57,6 +60,17 @@ func (c *Config) clone() *Config {
 		m := &out.Routes[i].Match
 		m.Methods = slices.Clone(m.Methods)
 		m.Headers = maps.Clone(m.Headers)
+	}
+	if c.Discovery.Consul != nil {
+		cc := *c.Discovery.Consul
+		cc.Tags = slices.Clone(cc.Tags)
+		out.Discovery.Consul = &cc
+	}
+	if c.Register != nil {
+		r := *c.Register
+		r.Tags = slices.Clone(r.Tags)
+		r.Meta = maps.Clone(r.Meta)
+		out.Register = &r
 	}
 	return &out
 }

@@ -22,13 +22,20 @@ func TestRedacted(t *testing.T) {
 	if got := r.Listeners[0].TLS.CertFile; got != c.Listeners[0].TLS.CertFile {
 		t.Errorf("cert_file changed to %q", got)
 	}
+	if got := r.Discovery.Consul.Token; got != RedactedValue {
+		t.Errorf("discovery.consul.token = %q, want %q", got, RedactedValue)
+	}
+	if got := c.Discovery.Consul.Token; got != "full-example-token" {
+		t.Errorf("the original's token changed to %q", got)
+	}
 	if !reflect.DeepEqual(c, before) {
 		t.Fatalf("Redacted modified the original")
 	}
-	// Apart from the key file, the copy is equal...
+	// Apart from the secrets, the copy is equal...
 	r.Listeners[0].TLS.KeyFile = c.Listeners[0].TLS.KeyFile
+	r.Discovery.Consul.Token = c.Discovery.Consul.Token
 	if !reflect.DeepEqual(r, c) {
-		t.Fatalf("Redacted copy differs beyond key_file")
+		t.Fatalf("Redacted copy differs beyond key_file and token")
 	}
 	// ...and shares no memory with the original.
 	assertNoSharing(t, reflect.ValueOf(c), reflect.ValueOf(r), "config")
@@ -69,5 +76,38 @@ func assertNoSharing(t *testing.T, a, b reflect.Value, path string) {
 		for i := range a.NumField() {
 			assertNoSharing(t, a.Field(i), b.Field(i), path+"."+a.Type().Field(i).Name)
 		}
+	}
+}
+
+func TestRedactedConsulToken(t *testing.T) {
+	t.Parallel()
+	c, err := Load("testdata/valid/consul.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Redacted()
+	if got := r.Discovery.Consul.Token; got != RedactedValue {
+		t.Errorf("token = %q, want %q", got, RedactedValue)
+	}
+	if got := c.Discovery.Consul.Token; got != "3f9c1c2e-5b7a-4d2e-9a41-0c7d1f2b8e66" {
+		t.Errorf("the original's token changed to %q", got)
+	}
+	assertNoSharing(t, reflect.ValueOf(c), reflect.ValueOf(r), "config")
+	// Changing the copy leaves the original alone.
+	r.Register.Meta["team"] = "changed"
+	r.Discovery.Consul.Tags[0] = "changed"
+	if c.Register.Meta["team"] != "checkout" || c.Discovery.Consul.Tags[0] != "production" {
+		t.Errorf("the copy shares register.meta or discovery.consul.tags with the original")
+	}
+
+	// An empty token stays empty: "[redacted]" would claim there is one.
+	c.Discovery.Consul.Token = ""
+	if got := c.Redacted().Discovery.Consul.Token; got != "" {
+		t.Errorf("empty token redacted to %q", got)
+	}
+	// Nothing to redact without discovery.
+	c.Discovery.Consul = nil
+	if got := c.Redacted(); got.Discovery.Consul != nil {
+		t.Errorf("Redacted made up discovery.consul: %+v", got.Discovery.Consul)
 	}
 }

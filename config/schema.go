@@ -152,6 +152,27 @@ func schemaDefaults() map[string]map[string]any {
 			"idle_conn":       DefaultIdleConnTimeout.String(),
 		},
 		"Instance": {"weight": DefaultWeight, "health": DefaultHealth},
+		"Consul": {
+			"wait":         DefaultConsulWait.String(),
+			"min_interval": DefaultConsulMinInterval.String(),
+			"max_backoff":  DefaultConsulMaxBackoff.String(),
+		},
+		"ConsulRoutes": {
+			"enabled":      false,
+			"tag_prefix":   DefaultConsulRouteTagPrefix,
+			"meta_key":     DefaultConsulRouteMetaKey,
+			"strip_prefix": false,
+		},
+		"Register": {
+			"weight":                    DefaultRegisterWeight,
+			"ttl":                       DefaultRegisterTTL.String(),
+			"deregister_critical_after": DefaultDeregisterCriticalAfter.String(),
+		},
+		"RegisterCheck": {
+			"path":     DefaultRegisterCheckPath,
+			"interval": DefaultRegisterCheckInterval.String(),
+			"timeout":  DefaultRegisterCheckTimeout.String(),
+		},
 	}
 }
 
@@ -224,6 +245,39 @@ func refineSchema(s *jsonschema.Schema) error {
 	}
 	methods.Items.Pattern = "^[!#$%&'*+.^_`|~0-9A-Z-]+$"
 
+	// register needs discovery.consul, the agent it registers with.
+	registerSet := &jsonschema.Schema{Required: []string{"register"}}
+	withConsul := &jsonschema.Schema{Required: []string{"discovery"}, Properties: jsonschema.NewProperties()}
+	withConsul.Properties.Set("discovery", required("consul"))
+	s.If, s.Then = registerSet, withConsul
+
+	// Consul's rules for service meta keys and values.
+	metaKey := &jsonschema.Schema{
+		Pattern:   `^[A-Za-z0-9_-]+$`,
+		MaxLength: ptr(uint64(MaxMetaKeyLength)),
+		Not:       &jsonschema.Schema{Pattern: "^" + ReservedMetaPrefix},
+	}
+	routes, err := def("ConsulRoutes")
+	if err != nil {
+		return err
+	}
+	metaKeyProp, err := prop(routes, "meta_key")
+	if err != nil {
+		return err
+	}
+	metaKeyProp.Not = metaKey.Not
+	register, err := def("Register")
+	if err != nil {
+		return err
+	}
+	meta, err := prop(register, "meta")
+	if err != nil {
+		return err
+	}
+	meta.PropertyNames = metaKey
+	meta.MaxProperties = ptr(uint64(MaxMetaPairs))
+	meta.AdditionalProperties = &jsonschema.Schema{Type: "string", MaxLength: ptr(uint64(MaxMetaValueLength))}
+
 	route, err := def("Route")
 	if err != nil {
 		return err
@@ -240,3 +294,5 @@ func refineSchema(s *jsonschema.Schema) error {
 	}
 	return nil
 }
+
+func ptr[T any](v T) *T { return &v }

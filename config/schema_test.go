@@ -162,23 +162,33 @@ func TestSchemaRejectsInvalidFiles(t *testing.T) {
 	t.Parallel()
 	s := compileSchema(t)
 	for _, name := range []string{
-		"unknown_top",      // unknown key, listeners missing
-		"unknown_nested",   // unknown keys below the top
-		"type_errors",      // "yes" for a boolean, "8080" for a port
-		"wrong_kinds",      // a mapping where a list belongs
-		"bad_durations",    // "10" without a unit
-		"bad_sizes2",       // "10XB"
-		"missing_required", // no address
-		"no_listeners",     // empty list
-		"exclusive_fields", // path and path_prefix
-		"consistent_hash",  // consistent_hash without hash_on
-		"bad_ports",        // port 70000
-		"service_fields",   // protocol http2, service name -bad
-		"instances",        // weight 20000, health sick
-		"trusted_hops",     // 17
-		"string_types",     // a number where a string belongs
-		"bad_methods",      // lower-case method
-		"bad_paths",        // path without a leading /
+		"unknown_top",                     // unknown key, listeners missing
+		"unknown_nested",                  // unknown keys below the top
+		"type_errors",                     // "yes" for a boolean, "8080" for a port
+		"wrong_kinds",                     // a mapping where a list belongs
+		"bad_durations",                   // "10" without a unit
+		"bad_sizes2",                      // "10XB"
+		"missing_required",                // no address
+		"no_listeners",                    // empty list
+		"exclusive_fields",                // path and path_prefix
+		"consistent_hash",                 // consistent_hash without hash_on
+		"bad_ports",                       // port 70000
+		"service_fields",                  // protocol http2, service name -bad
+		"instances",                       // weight 20000, health sick
+		"trusted_hops",                    // 17
+		"string_types",                    // a number where a string belongs
+		"bad_methods",                     // lower-case method
+		"bad_paths",                       // path without a leading /
+		"consul_unknown",                  // unknown keys in discovery and register
+		"consul_tags",                     // duplicate and empty tags
+		"consul_routes",                   // meta_key starting with consul-
+		"consul_address",                  // datacenter with spaces
+		"register_port",                   // port 70000, weight 0
+		"register_fields",                 // name with a space, meta keys
+		"register_missing",                // no name, address or port
+		"register_without_consul",         // register without discovery.consul
+		"register_check_default_interval", // path without a leading /
+		"consul_address_url",              // ftp check url
 	} {
 		file := filepath.Join("testdata", "invalid", name+".yaml")
 		if err := s.Validate(yamlToJSONValue(t, file)); err == nil {

@@ -33,6 +33,128 @@ type Config struct {
 	// host beats one without; among equals, the first declared wins. With
 	// no routes every request gets 404.
 	Routes []Route `yaml:"routes" json:"routes"`
+	// Discovery configures dynamic service discovery. Without it the static
+	// catalog of services is all meshgate knows.
+	Discovery Discovery `yaml:"discovery,omitempty" json:"discovery,omitempty"`
+	// Register makes meshgate register a local service in Consul (sidecar
+	// mode) and deregister it on shutdown. Needs discovery.consul.
+	Register *Register `yaml:"register,omitempty" json:"register,omitempty"`
+}
+
+// Discovery configures dynamic discovery sources.
+type Discovery struct {
+	// Consul, when set, discovers the instances of every service a route
+	// names through blocking queries on Consul's health endpoint, and can
+	// create routes from tagged services.
+	Consul *Consul `yaml:"consul,omitempty" json:"consul,omitempty"`
+}
+
+// Consul is the Consul agent connection and how services are watched.
+// Unset connection fields come from the standard environment variables
+// (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT, ...).
+type Consul struct {
+	// Address of the agent's HTTP API: host:port, or an http or https URL
+	// (which may end in a path, for an agent behind a reverse proxy).
+	// Default: the CONSUL_HTTP_ADDR variable, else 127.0.0.1:8500.
+	Address string `yaml:"address,omitempty" json:"address,omitempty" jsonschema:"minLength=1"`
+	// Token is the ACL token. Default: CONSUL_HTTP_TOKEN. Shown redacted.
+	Token string `yaml:"token,omitempty" json:"token,omitempty"`
+	// Datacenter to query: letters, digits, '.', '_' and '-'. Default: the
+	// agent's own.
+	Datacenter string `yaml:"datacenter,omitempty" json:"datacenter,omitempty" jsonschema:"pattern=^[A-Za-z0-9_.-]+$"`
+	// Stale allows any Consul server to answer, spreading reads off the
+	// leader at the cost of slightly older data.
+	Stale bool `yaml:"stale,omitempty" json:"stale,omitempty"`
+	// AllowWarning also routes to instances whose checks are in warning;
+	// by default only passing instances receive traffic.
+	AllowWarning bool `yaml:"allow_warning,omitempty" json:"allow_warning,omitempty"`
+	// Tags, when set, keep only instances that carry every one of them.
+	// Each is non-empty and listed once.
+	Tags []string `yaml:"tags,omitempty" json:"tags,omitempty" jsonschema:"uniqueItems=true,minLength=1"`
+	// Wait is the blocking query's wait time, 1s-10m. Default 5m.
+	Wait Duration `yaml:"wait,omitempty" json:"wait,omitempty"`
+	// MinInterval is the least time between two queries of one watch; a
+	// random jitter of up to the same amount is added. 0-1m; 0 turns the
+	// pause off. Default 100ms.
+	MinInterval Duration `yaml:"min_interval,omitempty" json:"min_interval,omitempty"`
+	// MaxBackoff caps the exponential back-off after errors (which starts
+	// at 250ms and has full jitter), 250ms-10m. Default 30s.
+	MaxBackoff Duration `yaml:"max_backoff,omitempty" json:"max_backoff,omitempty"`
+	// Routes configures routes created from the catalog.
+	Routes ConsulRoutes `yaml:"routes,omitempty" json:"routes,omitempty"`
+}
+
+// ConsulRoutes configures routes created from Consul's catalog, as fabio's
+// urlprefix- tags and Traefik's Consul provider do: a service tagged
+// "meshgate.route=/products" gets a route for the path prefix /products.
+type ConsulRoutes struct {
+	// Enabled turns catalog routes on. Default false.
+	Enabled bool `yaml:"enabled,omitempty" json:"enabled,omitempty"`
+	// TagPrefix marks route tags; the rest of the tag is the path prefix,
+	// optionally preceded by a host ("shop.example.com/products"). Not
+	// empty, without spaces. Default "meshgate.route=".
+	TagPrefix string `yaml:"tag_prefix,omitempty" json:"tag_prefix,omitempty" jsonschema:"minLength=1,pattern=^\\S+$"`
+	// MetaKey is a service meta key whose value is a route, in the same
+	// form as a tag's. Consul meta keys allow letters, digits, "_" and "-",
+	// at most 128 bytes, not starting with "consul-". Default
+	// "meshgate-route".
+	MetaKey string `yaml:"meta_key,omitempty" json:"meta_key,omitempty" jsonschema:"maxLength=128,pattern=^[A-Za-z0-9_-]+$"`
+	// StripPrefix strips the route's prefix before forwarding.
+	StripPrefix bool `yaml:"strip_prefix,omitempty" json:"strip_prefix,omitempty"`
+}
+
+// Register is the local service meshgate registers in Consul as its
+// sidecar, with an HTTP check on the service and a TTL check that meshgate
+// itself keeps passing. The registration is repaired when the agent
+// forgets it and removed on shutdown before draining.
+type Register struct {
+	// Name of the service in Consul, required: at most 64 letters,
+	// digits, '.', '_' and '-', starting with a letter or digit (the rule
+	// for names under services).
+	Name string `yaml:"name" json:"name" jsonschema:"required,minLength=1,maxLength=64,pattern=^[a-zA-Z0-9][a-zA-Z0-9._-]*$"`
+	// ID of the instance, unique on the agent; no spaces or "/". Default
+	// "name-address-port", with the colons of an IPv6 address replaced by
+	// "-" ("web-fd00--1-8080").
+	ID string `yaml:"id,omitempty" json:"id,omitempty" jsonschema:"minLength=1"`
+	// Address other services use to reach the instance, required: an IP
+	// address (IPv6 without brackets or zone; not 0.0.0.0 or ::) or a
+	// host name.
+	Address string `yaml:"address" json:"address" jsonschema:"required,minLength=1"`
+	// Port other services use to reach the instance, 1-65535. Required.
+	Port int `yaml:"port" json:"port" jsonschema:"required,minimum=1,maximum=65535"`
+	// Tags are registered as given; each is non-empty and listed once.
+	Tags []string `yaml:"tags,omitempty" json:"tags,omitempty" jsonschema:"uniqueItems=true,minLength=1"`
+	// Meta is registered as given, within Consul's rules: at most 64
+	// entries; keys of letters, digits, "_" and "-", at most 128 bytes,
+	// not starting with "consul-"; values of at most 512 bytes.
+	Meta map[string]string `yaml:"meta,omitempty" json:"meta,omitempty"`
+	// Weight is Consul's Weights.Passing, 1-10000. Default 1.
+	Weight int `yaml:"weight,omitempty" json:"weight,omitempty" jsonschema:"minimum=1,maximum=10000"`
+	// Check is the HTTP health check the agent runs against the service.
+	Check RegisterCheck `yaml:"check,omitempty" json:"check,omitempty"`
+	// TTL of the sidecar's own check, at least 1s; meshgate reports
+	// passing every TTL/3. Default 10s.
+	TTL Duration `yaml:"ttl,omitempty" json:"ttl,omitempty"`
+	// DeregisterCriticalAfter lets the agent remove the service when its
+	// checks stay critical this long (a crashed sidecar). At least 1m,
+	// Consul's minimum. Default 1m.
+	DeregisterCriticalAfter Duration `yaml:"deregister_critical_after,omitempty" json:"deregister_critical_after,omitempty"`
+}
+
+// RegisterCheck is the agent's HTTP check of the local service.
+type RegisterCheck struct {
+	// Path probed on address:port, for example "/healthz"; starts with
+	// "/" and may have a query. Default "/healthz". Ignored when URL is
+	// set.
+	Path string `yaml:"path,omitempty" json:"path,omitempty" jsonschema:"pattern=^/\\S*$"`
+	// URL probed instead of address:port+path, when the agent reaches the
+	// service another way: an absolute http or https URL.
+	URL string `yaml:"url,omitempty" json:"url,omitempty" jsonschema:"pattern=^https?://[^/?#\\s]+\\S*$"`
+	// Interval between probes, at least 1s. Default 10s.
+	Interval Duration `yaml:"interval,omitempty" json:"interval,omitempty"`
+	// Timeout of one probe, greater than 0 and shorter than the interval.
+	// Default 2s.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 }
 
 // Listener is one traffic listener.

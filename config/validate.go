@@ -45,6 +45,9 @@ type validator struct {
 	// servicesUnknown is set when the file's services could not be
 	// decoded, so that routes are not reported for naming them.
 	servicesUnknown bool
+	// discoveryUnknown is set when the file's discovery.consul could not
+	// be decoded, so that register is not reported for missing it.
+	discoveryUnknown bool
 }
 
 func (v *validator) addf(p fpath, format string, args ...any) {
@@ -87,6 +90,8 @@ func (v *validator) config(c *Config) {
 	v.server(&c.Server, root.field("server"))
 	v.services(c.Services, root.field("services"))
 	v.routes(c, root.field("routes"))
+	v.discovery(c, root.field("discovery"))
+	v.register(c, root.field("register"))
 }
 
 const wantListenAddress = `host:port such as ":8080" or "127.0.0.1:8080"`

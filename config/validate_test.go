@@ -1,6 +1,8 @@
 package config
 
 import (
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +53,180 @@ func TestSetDefaults(t *testing.T) {
 	c.SetDefaults()
 	if c.Server.IdleTimeout != Duration(time.Second) {
 		t.Errorf("SetDefaults replaced a set value")
+	}
+}
+
+// consulConfig returns goConfig with discovery.consul and register, with
+// defaults set.
+func consulConfig() *Config {
+	c := goConfig()
+	c.Discovery.Consul = &Consul{Address: "127.0.0.1:8500", Tags: []string{"v2"}}
+	c.Register = &Register{Name: "edge", Address: "10.0.0.9", Port: 8080, Meta: map[string]string{"team": "core"}}
+	c.SetDefaults()
+	return c
+}
+
+func TestSetDefaultsConsul(t *testing.T) {
+	t.Parallel()
+	c := consulConfig()
+	if errs := c.Validate(); errs != nil {
+		t.Fatalf("Validate: %v", errs)
+	}
+	if got, want := *c.Discovery.Consul, (Consul{
+		Address: "127.0.0.1:8500", Tags: []string{"v2"},
+		Wait: DefaultConsulWait, MinInterval: DefaultConsulMinInterval, MaxBackoff: DefaultConsulMaxBackoff,
+		Routes: ConsulRoutes{TagPrefix: DefaultConsulRouteTagPrefix, MetaKey: DefaultConsulRouteMetaKey},
+	}); !reflect.DeepEqual(got, want) {
+		t.Errorf("consul defaults: %+v\nwant %+v", got, want)
+	}
+	r := c.Register
+	if r.ID != "edge-10.0.0.9-8080" || r.Weight != DefaultRegisterWeight || r.TTL != DefaultRegisterTTL ||
+		r.DeregisterCriticalAfter != DefaultDeregisterCriticalAfter ||
+		r.Check != (RegisterCheck{Path: DefaultRegisterCheckPath, Interval: DefaultRegisterCheckInterval, Timeout: DefaultRegisterCheckTimeout}) {
+		t.Errorf("register defaults: %+v", r)
+	}
+
+	// A check URL is not combined with a default path.
+	c.Register.Check = RegisterCheck{URL: "http://10.0.0.9:8081/health"}
+	c.SetDefaults()
+	if c.Register.Check.Path != "" {
+		t.Errorf("check.path defaulted to %q next to check.url", c.Register.Check.Path)
+	}
+	// No ID is made from an incomplete identity.
+	c.Register = &Register{Name: "edge"}
+	c.SetDefaults()
+	if c.Register.ID != "" {
+		t.Errorf("id defaulted to %q without address and port", c.Register.ID)
+	}
+	// SetDefaults does not read the environment either.
+	if c.Discovery.Consul.Token != "" || c.Discovery.Consul.Datacenter != "" {
+		t.Errorf("connection defaults: %+v", c.Discovery.Consul)
+	}
+}
+
+func TestValidateConsul(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		modify func(c *Config)
+		want   []string // "field: message" prefixes, in order
+	}{
+		{
+			name:   "valid",
+			modify: func(*Config) {},
+		},
+		{
+			name: "zero values that need SetDefaults",
+			modify: func(c *Config) {
+				c.Discovery.Consul = &Consul{}
+				c.Register = &Register{Name: "edge", Address: "10.0.0.9", Port: 8080}
+			},
+			want: []string{
+				"discovery.consul.wait: 0s is out of range; want 1s to 10m",
+				"discovery.consul.max_backoff: 0s is out of range; want 250ms to 10m",
+				"discovery.consul.routes.tag_prefix: must not be empty",
+				"discovery.consul.routes.meta_key: must not be empty",
+				`register.id: must not be empty; remove it to default to "name-address-port"`,
+				"register.weight: 0 is out of range; want 1 to 10000",
+				`register.check.path: "" must start with "/"`,
+				"register.check.interval: must be at least 1s, got 0s",
+				"register.check.timeout: must be greater than 0, got 0s",
+				"register.ttl: must be at least 1s, got 0s",
+				"register.deregister_critical_after: must be at least 1m (Consul's minimum), got 0s",
+			},
+		},
+		{
+			name: "min_interval 0 is allowed",
+			modify: func(c *Config) {
+				c.Discovery.Consul.MinInterval = 0
+			},
+		},
+		{
+			name: "negative and too long durations",
+			modify: func(c *Config) {
+				c.Discovery.Consul.MinInterval = -1
+				c.Discovery.Consul.Wait = Duration(11 * time.Minute)
+				c.Discovery.Consul.MaxBackoff = Duration(time.Hour)
+			},
+			want: []string{
+				"discovery.consul.wait: 11m is out of range; want 1s to 10m",
+				"discovery.consul.min_interval: -1ns is out of range; want 0s to 1m",
+				"discovery.consul.max_backoff: 1h is out of range; want 250ms to 10m",
+			},
+		},
+		{
+			name: "register without consul",
+			modify: func(c *Config) {
+				c.Discovery.Consul = nil
+			},
+			want: []string{"register: register needs discovery.consul"},
+		},
+		{
+			name: "token is checked but never shown",
+			modify: func(c *Config) {
+				c.Discovery.Consul.Token = "secret-token\n"
+			},
+			want: []string{"discovery.consul.token: must not contain spaces or control characters (the value is not shown)"},
+		},
+		{
+			name: "meta limits",
+			modify: func(c *Config) {
+				c.Register.Meta = map[string]string{strings.Repeat("k", 129): "v", "long": strings.Repeat("v", 513)}
+				for i := range MaxMetaPairs {
+					c.Register.Meta["k"+strconv.Itoa(i)] = "v"
+				}
+			},
+			want: []string{
+				"register.meta: has 66 entries; Consul allows at most 64",
+				"register.meta." + strings.Repeat("k", 129) + ": meta key",
+				"register.meta.long: the value is 513 bytes long; Consul allows at most 512",
+			},
+		},
+		{
+			name: "check url alone",
+			modify: func(c *Config) {
+				c.Register.Check.Path = ""
+				c.Register.Check.URL = "https://edge.internal:8443/healthz"
+			},
+		},
+		{
+			name: "register fields",
+			modify: func(c *Config) {
+				c.Register.Name = strings.Repeat("a", 65)
+				c.Register.ID = "edge 1"
+				c.Register.Address = "[fd00::1]"
+				c.Register.Port = -1
+				c.Register.Weight = 10001
+				c.Register.Tags = []string{"a", "", "a"}
+			},
+			want: []string{
+				"register.name: service name",
+				`register.address: invalid address "[fd00::1]"; write IPv6 addresses without brackets`,
+				"register.port: -1 is out of range",
+				`register.id: invalid id "edge 1"`,
+				"register.weight: 10001 is out of range; want 1 to 10000",
+				"register.tags[1]: must not be empty",
+				`register.tags[2]: duplicate tag "a", already at register.tags[0]`,
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := consulConfig()
+			tc.modify(c)
+			errs := c.Validate()
+			if len(errs) != len(tc.want) {
+				t.Fatalf("got %d errors, want %d:\n%v", len(errs), len(tc.want), errs)
+			}
+			for i, e := range errs {
+				if !strings.HasPrefix(e.String(), tc.want[i]) {
+					t.Errorf("error %d = %q, want prefix %q", i, e, tc.want[i])
+				}
+				if strings.Contains(e.String(), "secret-token") {
+					t.Errorf("error %d shows the token: %q", i, e)
+				}
+			}
+		})
 	}
 }
 
@@ -221,6 +397,37 @@ func TestValidators(t *testing.T) {
 			bad:  []string{"", "api", "/a?b", "/a#b", "//", "/a//b", "/./a", "/a/..", "/a b", "/a\x00"},
 		},
 		{
+			name: "consul address",
+			fn:   func(s string) bool { return checkConsulAddress(s) == "" },
+			ok: []string{
+				"127.0.0.1:8500", "consul:8500", "[::1]:8500", "consul.service.consul.:8501",
+				"http://127.0.0.1:8500", "https://consul.example.com", "https://consul.example.com:8501/consul/", "http://[fd00::1]:8500",
+			},
+			bad: []string{
+				"", "consul", "127.0.0.1", ":8500", "consul:0", "consul:65536", "consul:http", "a b:8500",
+				"ftp://consul:8500", "unix:///var/run/consul.sock", "HTTP://consul:8500", "http://", "http:///v1",
+				"http://user:pw@consul:8500", "http://consul:8500?dc=1", "http://consul:8500/#x", "http://consul:99999", "http://a_b-:1",
+			},
+		},
+		{
+			name: "meta key",
+			fn:   func(s string) bool { return checkMetaKey(s) == "" },
+			ok:   []string{"version", "meshgate-route", "a_b", "Consul-x", "x-consul-", strings.Repeat("k", 128)},
+			bad:  []string{"", "consul-", "consul-version", "a.b", "a b", "a=b", "ä", strings.Repeat("k", 129)},
+		},
+		{
+			name: "datacenter",
+			fn:   validDatacenter,
+			ok:   []string{"dc1", "eu-west-1", "a.b_c"},
+			bad:  []string{"", "eu west", "dc/1", "dc:1"},
+		},
+		{
+			name: "check url",
+			fn:   func(s string) bool { return checkCheckURL(s) == "" },
+			ok:   []string{"http://10.0.0.5:8080/healthz", "https://web.internal/health?full=1", "http://[::1]:80/"},
+			bad:  []string{"", "/healthz", "10.0.0.5:8080/healthz", "ftp://a/b", "http://", "http://a:0/", "http://a/b c", "http://:80/x"},
+		},
+		{
 			name: "route host",
 			fn:   func(s string) bool { return checkRouteHost(s) == "" },
 			ok:   []string{"example.com", "*.example.com", "API.example.com", "localhost", "10.0.0.1"},
@@ -240,5 +447,24 @@ func TestValidators(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDurText(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[Duration]string{
+		0:                                   "0s",
+		Duration(250 * time.Millisecond):    "250ms",
+		Duration(time.Second):               "1s",
+		Duration(time.Minute):               "1m",
+		Duration(90 * time.Second):          "1m30s",
+		Duration(10 * time.Minute):          "10m",
+		Duration(time.Hour):                 "1h",
+		Duration(time.Hour + time.Minute):   "1h1m",
+		Duration(time.Hour + 5*time.Second): "1h0m5s",
+	} {
+		if got := durText(d); got != want {
+			t.Errorf("durText(%v) = %q, want %q", time.Duration(d), got, want)
+		}
 	}
 }
