@@ -72,7 +72,7 @@ func waitSnapshot(t *testing.T, s *Store, d time.Duration, what string, cond fun
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: not seen within %v", what, d)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -67,7 +67,7 @@ func TestRegistrarRegistration(t *testing.T) {
 		{
 			desc:         "IPv6 address is bracketed in the check URL",
 			reg:          config.Register{Name: "web", Address: "::1", Port: 8080, Check: config.RegisterCheck{Path: "/h"}},
-			wantID:       "web-::1-8080",
+			wantID:       "web---1-8080",
 			wantHTTP:     "http://[::1]:8080/h",
 			wantInterval: "10s", wantTimeout: "2s", wantTTL: "10s", wantDeregister: "1m0s",
 			wantWeight: 1,
