@@ -327,3 +327,12 @@ func duration(isSet func(fpath, bool) bool, p fpath, d *Duration, def Duration) 
 func DefaultRouteName(i int) string {
 	return "route-" + strconv.Itoa(i)
 }
+
+// DefaultService returns a service with every default applied and no
+// instances: the settings of services that discovery finds but the
+// configuration does not declare (routes from Consul's catalog).
+func DefaultService() Service {
+	c := &Config{Services: map[string]Service{"default": {}}}
+	c.SetDefaults()
+	return c.Services["default"]
+}

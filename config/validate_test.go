@@ -468,3 +468,11 @@ func TestDurText(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultService(t *testing.T) {
+	s := DefaultService()
+	if s.LoadBalancer.Policy != DefaultPolicy || s.Protocol != DefaultProtocol || s.Timeouts.Connect != DefaultConnectTimeout ||
+		s.MaxIdleConnsPerInstance != DefaultMaxIdleConnsPerInstance || len(s.Instances) != 0 {
+		t.Errorf("DefaultService() = %+v", s)
+	}
+}
