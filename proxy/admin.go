@@ -164,7 +164,11 @@ func (g *Gateway) adminInstances(w http.ResponseWriter, r *http.Request) {
 		snapView["created"] = t.snap.Created
 		snapView["age_seconds"] = time.Since(t.snap.Created).Seconds()
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"snapshot": snapView, "services": services})
+	view := map[string]any{"snapshot": snapView, "services": services}
+	if f := g.discovery.Load(); f != nil {
+		view["discovery"] = (*f)()
+	}
+	writeJSON(w, http.StatusOK, view)
 }
 
 func viewOf(ep *endpoint) instanceView {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/discovery"
 )
 
 // oneService returns a config routing everything to backend s.
@@ -487,7 +489,6 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
-
 func TestClientGoneDuringIdleStream(t *testing.T) {
 	t.Parallel()
 	backendDone := make(chan struct{})
@@ -573,5 +574,47 @@ routes: [{match: {path_prefix: /}, service: svc}]
 	res.Body.Close()
 	if res.ProtoMajor != 2 || string(body) != "/y" {
 		t.Errorf("h2c: proto %s body %q", res.Proto, body)
+	}
+}
+
+func TestDiscoveredRoutes(t *testing.T) {
+	t.Parallel()
+	declared, found := named("declared"), named("found")
+	defer declared.Close()
+	defer found.Close()
+	cfg := parseConfig(t, oneService(t, "", declared))
+	store := discovery.NewStore()
+	gw, err := New(cfg, Options{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	defer front.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go gw.Watch(ctx)
+
+	h, p := hostPort(t, found.URL)
+	snap := discovery.StaticSnapshot(cfg.Services, time.Now())
+	snap.Services["carts"] = &discovery.Service{Name: "carts", Instances: []*discovery.Instance{
+		discovery.NewInstance(discovery.Instance{Service: "carts", Address: h, Port: p, Source: "consul"}),
+	}}
+	snap.Routes = []discovery.RouteHint{
+		{Service: "carts", PathPrefix: "/carts", Origin: "consul tag"},
+		{Service: "carts", PathPrefix: "/", Origin: "consul tag"}, // loses to the configured "/" route
+	}
+	store.Publish(snap)
+	backend := func(path string) string {
+		req, _ := http.NewRequest("GET", front.URL+path, nil)
+		res, _ := get(t, nil, req)
+		return res.Header.Get("X-Backend")
+	}
+	waitFor(t, func() bool { return backend("/carts/1") == "found" })
+	if got := backend("/other"); got != "declared" {
+		t.Errorf("/other went to %q; a configured route must win over a discovered one with the same match", got)
+	}
+	up := gw.table.Load().upstreams["carts"]
+	if up == nil || up.cfg.LoadBalancer.Policy != config.DefaultPolicy {
+		t.Errorf("undeclared service built without the default settings: %+v", up)
 	}
 }

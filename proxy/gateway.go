@@ -54,7 +54,8 @@ type Gateway struct {
 	lastReloadErr  atomic.Pointer[string]
 	loadedAt       atomic.Pointer[time.Time]
 
-	upgrades upgradeTracker
+	upgrades  upgradeTracker
+	discovery discoveryStatus
 }
 
 type transportEntry struct {
@@ -204,7 +205,11 @@ func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 		}
 		routes = append(routes, compileRoute(i, rc, up))
 	}
-	t.router = newRouter(routes)
+	found, err := g.discoveredRoutes(cfg, t, len(routes), newTransports, newStates)
+	if err != nil {
+		return err
+	}
+	t.router = newRouter(append(routes, found...))
 
 	old, oldStates := g.transports, g.states
 	g.table.Store(t)

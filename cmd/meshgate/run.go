@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -89,22 +91,104 @@ func loadConfig(path string) (*config.Config, error) {
 type source struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	consul *discovery.Consul // nil for the static catalog
 }
 
-func startSource(ctx context.Context, cfg *config.Config, store *discovery.Store, log *slog.Logger) *source {
-	ctx, cancel := context.WithCancel(ctx)
-	s := &source{cancel: cancel, done: make(chan struct{})}
-	src := discovery.NewStatic(cfg.Services)
+// startSource starts the source cfg asks for: Consul when
+// discovery.consul is set, else the static catalog.
+func startSource(ctx context.Context, cfg *config.Config, store *discovery.Store, log *slog.Logger) (*source, error) {
+	var src discovery.Source
+	s := &source{done: make(chan struct{})}
+	if cc := cfg.Discovery.Consul; cc != nil {
+		client, counter, err := discovery.NewConsulClient(*cc)
+		if err != nil {
+			return nil, err
+		}
+		s.consul = discovery.NewConsul(discovery.ConsulOptions{
+			Client: client, Requests: counter, Config: *cc,
+			Watch: consulWatchList(cfg), Static: cfg.Services, Logger: log,
+		})
+		src = s.consul
+	} else {
+		src = discovery.NewStatic(cfg.Services)
+	}
+	ctx, s.cancel = context.WithCancel(ctx)
 	go func() {
 		defer close(s.done)
 		if err := src.Run(ctx, store.Publish); err != nil {
 			log.Error("discovery source stopped", "error", err)
 		}
 	}()
-	return s
+	return s, nil
+}
+
+// consulWatchList names the services Consul is asked about: those that
+// routes lead to and that the static catalog gives no instances.
+func consulWatchList(cfg *config.Config) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range cfg.Routes {
+		if seen[r.Service] || len(cfg.Services[r.Service].Instances) > 0 {
+			continue
+		}
+		seen[r.Service] = true
+		out = append(out, r.Service)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (s *source) stop() { s.cancel(); <-s.done }
+
+// status is the source's health for /admin/instances.
+func (s *source) status() any {
+	if s.consul == nil {
+		return map[string]string{"source": "static"}
+	}
+	return map[string]any{"source": "consul", "consul": s.consul.Status()}
+}
+
+// registration keeps the local service registered in Consul (sidecar mode).
+type registration struct {
+	r      *discovery.Registrar
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startRegistration(cfg *config.Config, log *slog.Logger) (*registration, error) {
+	if cfg.Register == nil {
+		return nil, nil
+	}
+	client, _, err := discovery.NewConsulClient(*cfg.Discovery.Consul)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	reg := &registration{r: discovery.NewRegistrar(client, *cfg.Register, log), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(reg.done)
+		if err := reg.r.Run(ctx); err != nil {
+			log.Error("consul registration stopped", "error", err)
+		}
+	}()
+	return reg, nil
+}
+
+// stop ends the registration loop and removes the service from Consul.
+func (reg *registration) stop(log *slog.Logger) {
+	if reg == nil {
+		return
+	}
+	reg.cancel()
+	<-reg.done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := reg.r.Deregister(ctx); err != nil {
+		log.Error("deregistering from consul", "error", err)
+		return
+	}
+	log.Info("deregistered from consul")
+}
 
 func run(ctx context.Context, opts runOptions) error {
 	log, err := newLogger(opts.stderr, opts.logLevel, opts.logFormat)
@@ -135,9 +219,21 @@ func run(ctx context.Context, opts runOptions) error {
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go gw.Watch(watchCtx)
-	src := startSource(watchCtx, cfg, store, log)
-	defer func() { src.stop() }()
+	src, err := startSource(watchCtx, cfg, store, log)
+	if err != nil {
+		srv.Shutdown(context.Background(), gw)
+		return err
+	}
+	var cur atomic.Pointer[source]
+	cur.Store(src)
+	gw.SetDiscoveryStatus(func() any { return cur.Load().status() })
+	defer func() { cur.Load().stop() }()
 	srv.Serve()
+	reg, err := startRegistration(cfg, log)
+	if err != nil {
+		srv.Shutdown(context.Background(), gw)
+		return err
+	}
 	if opts.started != nil {
 		opts.started(srv)
 	}
@@ -173,9 +269,18 @@ func run(ctx context.Context, opts runOptions) error {
 			log.Error("reload failed; keeping the last good configuration", "trigger", why, "error", err)
 			return
 		}
-		old := src
-		src = startSource(watchCtx, next, store, log)
-		old.stop()
+		nsrc, err := startSource(watchCtx, next, store, log)
+		if err != nil {
+			log.Error("reload: starting discovery failed; keeping the previous source", "error", err)
+		} else {
+			cur.Swap(nsrc).stop()
+		}
+		if !reflect.DeepEqual(next.Register, cfg.Register) {
+			reg.stop(log)
+			if reg, err = startRegistration(next, log); err != nil {
+				log.Error("reload: consul registration failed", "error", err)
+			}
+		}
 		if !reflect.DeepEqual(next.Listeners, cfg.Listeners) || next.Admin != cfg.Admin {
 			log.Warn("listener or admin addresses changed: restart meshgate to apply them; routes and services are live")
 		}
@@ -186,9 +291,12 @@ func run(ctx context.Context, opts runOptions) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// Leave Consul first, so no new traffic is sent here while draining.
+			reg.stop(log)
 			return shutdown(srv, gw, cfg, log)
 		case err := <-srv.Errors():
 			log.Error("listener failed", "error", err)
+			reg.stop(log)
 			_ = shutdown(srv, gw, cfg, log)
 			return err
 		case <-hup:
