@@ -148,12 +148,8 @@ func (g *Gateway) adminInstances(w http.ResponseWriter, r *http.Request) {
 			iv := viewOf(ep)
 			sv.Instances = append(sv.Instances, iv)
 		}
-		if svc := t.snap.Service(n); svc != nil {
-			for _, inst := range svc.Instances {
-				if inst.Health == "critical" {
-					sv.Excluded = append(sv.Excluded, viewOf(&endpoint{inst: inst, state: &endpointState{}}))
-				}
-			}
+		for _, ep := range up.excluded {
+			sv.Excluded = append(sv.Excluded, viewOf(ep))
 		}
 		services = append(services, sv)
 	}

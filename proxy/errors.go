@@ -10,7 +10,10 @@ import (
 )
 
 // StatusClientClosedRequest is logged (never sent) when the client went
-// away before the response began, as nginx and fabio log it.
+// away before the response ended, as nginx and fabio log it. Nothing more
+// is sent to such a client: its connection is closed (its HTTP/2 stream
+// reset), so that a client that only half-closed its side cannot read an
+// empty "200 OK" as the answer.
 const StatusClientClosedRequest = 499
 
 // Error messages sent to clients. They name the gateway's view of the
@@ -22,6 +25,9 @@ const (
 	msgUpstreamTimeout = "the upstream service did not answer in time"
 	msgUpstreamFailed  = "the upstream service failed to answer"
 	msgBodyTooLarge    = "request body too large"
+	msgBodyIncomplete  = "the request body ended before its declared length"
+	msgBodyUnreadable  = "could not read the request body"
+	msgShuttingDown    = "the gateway is shutting down"
 	msgUpgradeFailed   = "protocol upgrade failed"
 	msgInternal        = "internal gateway error"
 )
@@ -55,19 +61,18 @@ func classify(ctx context.Context, err error) (int, string) {
 	if errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge, msgBodyTooLarge
 	}
+	// Connecting comes first: a dial that times out is a connect failure,
+	// not a slow answer, though its error also matches
+	// context.DeadlineExceeded.
+	if isDial(err) || errors.Is(err, syscall.ECONNREFUSED) {
+		return http.StatusBadGateway, msgUpstreamConnect
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return http.StatusGatewayTimeout, msgUpstreamTimeout
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		// A dial that times out is a connect failure, not a slow answer.
-		if isDial(err) {
-			return http.StatusBadGateway, msgUpstreamConnect
-		}
 		return http.StatusGatewayTimeout, msgUpstreamTimeout
-	}
-	if isDial(err) || errors.Is(err, syscall.ECONNREFUSED) {
-		return http.StatusBadGateway, msgUpstreamConnect
 	}
 	return http.StatusBadGateway, msgUpstreamFailed
 }

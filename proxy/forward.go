@@ -26,6 +26,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, msgBodyTooLarge)
 		return
 	}
+	upgrade := requestedUpgrade(r.Header)
+	if upgrade != "" {
+		// Counted from here, so that a shutdown that begins while the
+		// upstream has yet to agree waits for the tunnel too.
+		if !g.upgrades.begin() {
+			writeError(w, http.StatusServiceUnavailable, msgShuttingDown)
+			return
+		}
+		defer g.upgrades.end()
+	}
 	up := rte.upstream
 	ep := up.pick(r)
 	if ep == nil {
@@ -35,20 +45,48 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ep.state.inFlight.Add(1)
 	ep.state.requests.Add(1)
-	var status int
-	if up.h1 != nil && up.cfg.Protocol != "h2c" && len(r.Trailer) == 0 && upgradeType(r.Header) == "" && !expectsContinue(r) {
-		status = g.forwardH1(w, r, t, rte, ep)
+	// Deferred, so that an aborted response and any other panic end the
+	// accounting too; until a status is known the request is a failure.
+	status := http.StatusBadGateway
+	defer g.account(r, rte, ep, &status)
+	var abort bool
+	if upgrade == "" && up.takesH1(r) {
+		status, abort = g.forwardH1(w, r, t, rte, ep)
 	} else {
-		status = g.forward(w, r, t, rte, ep)
+		status, abort = g.forward(w, r, t, rte, ep, upgrade)
 	}
+	if abort {
+		// The client must not take what net/http would send after this
+		// handler for an answer: a response cut short would end as if
+		// complete, and a client that only half-closed its side would read
+		// "200 OK" with an empty body. The connection is closed instead (the
+		// stream reset, over HTTP/2).
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// account ends a request's bookkeeping on its instance: it is no longer in
+// flight, and a 5xx status counts as a failure of the instance.
+func (g *Gateway) account(r *http.Request, rte *Route, ep *endpoint, status *int) {
 	ep.state.inFlight.Add(-1)
-	switch {
-	case status == StatusClientClosedRequest:
-		g.log.Info("client closed request", "status", status, "route", rte.Name,
-			"service", up.name, "instance", ep.inst.ID, "method", r.Method)
-	case status >= 500:
+	switch s := *status; {
+	case s == StatusClientClosedRequest:
+		g.log.Info("client closed request", "status", s, "route", rte.Name,
+			"service", rte.upstream.name, "instance", ep.inst.ID, "method", r.Method)
+	case s >= 500:
 		ep.state.failures.Add(1)
 	}
+}
+
+// takesH1 reports whether r goes over meshgate's own HTTP/1.1 client: a
+// request without a body or with a short one of known length, to an
+// HTTP/1.1 service. Bodies that stream (chunked, or longer than
+// replayLimit) go through net/http's Transport, which sends them while it
+// reads the response: an upstream that answers as it reads (full duplex),
+// or stops reading to answer early, neither deadlocks nor stalls them.
+func (u *upstream) takesH1(r *http.Request) bool {
+	return u.h1 != nil && u.cfg.Protocol != "h2c" && len(r.Trailer) == 0 &&
+		r.ContentLength >= 0 && r.ContentLength <= replayLimit && !expectsContinue(r)
 }
 
 // expectsContinue reports whether the client waits for 100 Continue
@@ -58,33 +96,21 @@ func expectsContinue(r *http.Request) bool {
 }
 
 // forwardH1 is the hot path: r goes to ep over meshgate's own pooled
-// HTTP/1.1 client, and the response is streamed back.
-func (g *Gateway) forwardH1(w http.ResponseWriter, r *http.Request, t *table, rte *Route, ep *endpoint) int {
+// HTTP/1.1 client, and the response is streamed back. It returns the
+// status the client got and whether its response must be aborted.
+func (g *Gateway) forwardH1(w http.ResponseWriter, r *http.Request, t *table, rte *Route, ep *endpoint) (int, bool) {
 	ctx := r.Context()
-	path := r.URL.EscapedPath()
-	if path == "" {
-		path = "/"
-	}
-	if rte.rewrite {
-		path = rte.rewritePath(path)
-	}
-	req := h1Request{in: r, path: path, query: r.URL.RawQuery, trusted: t.trusted}
-	switch {
-	case r.ContentLength > 0:
-		req.body, req.length = r.Body, r.ContentLength
-		if r.ContentLength <= replayLimit {
-			// Small bodies are read first so that a request meeting a stale
-			// pooled connection can be sent again.
-			bp := replayPool.Get().(*[]byte)
-			defer replayPool.Put(bp)
-			buf := (*bp)[:r.ContentLength]
-			if _, err := io.ReadFull(r.Body, buf); err != nil {
-				return g.clientBodyFailed(w, ctx, rte, err)
-			}
-			req.replay = buf
+	req := h1Request{in: r, path: rte.upstreamPath(r.URL), query: r.URL.RawQuery, trusted: t.trusted, resend: canResend(r)}
+	if r.ContentLength > 0 {
+		// The body is read whole first, so that a request meeting a stale
+		// pooled connection can be sent again.
+		bp := replayPool.Get().(*[]byte)
+		defer replayPool.Put(bp)
+		buf := (*bp)[:r.ContentLength]
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return g.clientBodyFailed(w, ctx, rte, err)
 		}
-	case r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
-		req.body, req.length = http.MaxBytesReader(nil, r.Body, t.maxBody), -1
+		req.body = buf
 	}
 
 	up := rte.upstream
@@ -92,93 +118,100 @@ func (g *Gateway) forwardH1(w http.ResponseWriter, r *http.Request, t *table, rt
 	c, res, err := up.h1.roundTrip(ctx, &ep.state.pool, ep.inst.HostPort, &req, dst)
 	if err != nil {
 		clear(dst)
-		var be *requestBodyError
-		if errors.As(err, &be) {
-			return g.clientBodyFailed(w, ctx, rte, be.err)
-		}
 		return g.upstreamFailed(w, ctx, rte, ep, err)
 	}
 	w.WriteHeader(res.status)
 	if res.body == nil {
 		up.h1.finish(&ep.state.pool, c, res, true)
-		return res.status
+		return res.status, false
 	}
 	flush := res.length < 0 || strings.HasPrefix(dst.Get("Content-Type"), "text/event-stream")
-	err = copyResponse(w, res.body, flush)
+	toClient, err := copyResponse(w, res.body, flush)
 	if err == nil && res.chunked {
 		err = readTrailer(c.br, dst)
 	}
 	up.h1.finish(&ep.state.pool, c, res, err == nil)
 	if err != nil {
-		return g.responseCopyFailed(ctx, rte, ep, err)
+		return g.responseCopyFailed(ctx, rte, ep, err, toClient)
 	}
-	return res.status
+	return res.status, false
 }
 
-// clientBodyFailed answers a request whose body could not be read from the
-// client: too large (413), the client gone (499), or malformed (400).
-func (g *Gateway) clientBodyFailed(w http.ResponseWriter, ctx context.Context, rte *Route, err error) int {
+// clientBodyStatus maps a failure to read the client's request body to the
+// status the client gets: too large (413); ended before its declared end
+// (400: the client may have closed only its sending side and still wait
+// for the answer, as nginx also answers); failed otherwise while the client
+// was gone (499); malformed (400).
+func clientBodyStatus(ctx context.Context, err error) (int, string) {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		writeError(w, http.StatusRequestEntityTooLarge, msgBodyTooLarge)
-		return http.StatusRequestEntityTooLarge
+		return http.StatusRequestEntityTooLarge, msgBodyTooLarge
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return http.StatusBadRequest, msgBodyIncomplete
 	case ctx.Err() != nil:
-		return StatusClientClosedRequest
+		return StatusClientClosedRequest, ""
 	default:
-		g.log.Debug("reading the request body failed", "route", rte.Name, "error", err)
-		writeError(w, http.StatusBadRequest, "could not read the request body")
-		return http.StatusBadRequest
+		return http.StatusBadRequest, msgBodyUnreadable
 	}
 }
 
+// clientBodyFailed answers a request whose body could not be read from the
+// client (see clientBodyStatus). It is never the instance's failure.
+func (g *Gateway) clientBodyFailed(w http.ResponseWriter, ctx context.Context, rte *Route, err error) (int, bool) {
+	status, msg := clientBodyStatus(ctx, err)
+	if status == StatusClientClosedRequest {
+		return status, true
+	}
+	g.log.Debug("reading the request body failed", "route", rte.Name, "status", status, "error", err)
+	writeError(w, status, msg)
+	return status, false
+}
+
 // upstreamFailed maps a failed round trip to its status and answers with
-// it, unless the client went away (499, logged only).
-func (g *Gateway) upstreamFailed(w http.ResponseWriter, ctx context.Context, rte *Route, ep *endpoint, err error) int {
+// it, unless the client went away (499: the response is aborted).
+func (g *Gateway) upstreamFailed(w http.ResponseWriter, ctx context.Context, rte *Route, ep *endpoint, err error) (int, bool) {
 	status, msg := classify(ctx, err)
 	if status == StatusClientClosedRequest {
-		return status
+		return status, true
 	}
 	g.log.Warn("upstream request failed", "route", rte.Name, "service", rte.upstream.name,
 		"instance", ep.inst.ID, "status", status, "error", err)
 	writeError(w, status, msg)
-	return status
+	return status, false
 }
 
 // responseCopyFailed handles a response that broke after its header was
-// sent: the client's response is aborted so it sees a truncated body
-// rather than a complete-looking one.
-func (g *Gateway) responseCopyFailed(ctx context.Context, rte *Route, ep *endpoint, err error) int {
-	if ctx.Err() != nil {
-		return StatusClientClosedRequest
+// sent. The client's response is aborted so that it sees a truncated body
+// rather than a complete-looking one; the status is 502, a failure of the
+// instance, unless the client is the side that went away (499).
+func (g *Gateway) responseCopyFailed(ctx context.Context, rte *Route, ep *endpoint, err error, toClient bool) (int, bool) {
+	if toClient || ctx.Err() != nil {
+		return StatusClientClosedRequest, true
 	}
 	g.log.Warn("copying upstream response failed", "route", rte.Name, "service", rte.upstream.name,
 		"instance", ep.inst.ID, "error", err)
-	panic(http.ErrAbortHandler)
+	return http.StatusBadGateway, true
 }
 
-// forward sends r to ep with net/http's transport (upgrades, 100-continue,
-// h2c, HTTP/2 clients) and streams the answer back, returning the status
-// the client got (499 when it went away first).
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte *Route, ep *endpoint) int {
+// forward sends r to ep with net/http's transport (WebSocket upgrades,
+// 100-continue, h2c, streamed bodies) and streams the answer back. It
+// returns the status the client got (499 when it went away first) and
+// whether its response must be aborted. reqUpgrade is the protocol the
+// client asked to switch to, "" for none.
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte *Route, ep *endpoint, reqUpgrade string) (int, bool) {
 	ctx := r.Context()
 	out := new(http.Request)
-	*out = *r // shallow: the header map is rebuilt below, the body is shared
+	*out = *r // shallow: the header map is rebuilt below, the body is wrapped
 	out = out.WithContext(ctx)
 	u := *r.URL
 	u.Scheme = "http"
 	u.Host = ep.inst.HostPort
-	if rte.rewrite {
-		u.Path = rte.rewritePath(u.Path)
-		if u.RawPath != "" {
-			u.RawPath = rte.rewritePath(u.RawPath)
-		}
-	}
+	rte.rewriteURL(&u)
 	out.URL = &u
 	out.RequestURI = ""
 	out.Close = false
 
-	reqUpgrade := upgradeType(r.Header)
 	out.Header = cloneHeaderForUpstream(r.Header)
 	if reqUpgrade != "" {
 		out.Header["Connection"] = []string{"Upgrade"}
@@ -193,22 +226,35 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte 
 		// Keep Go's transport from adding its own User-Agent.
 		out.Header["User-Agent"] = nil
 	}
+	var body *clientBody
 	switch {
-	case r.ContentLength == 0:
+	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
 		out.Body = nil // a GET must not look like it has a body to the transport
-	case r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
-		// Known lengths were checked above and the server enforces them;
-		// only a chunked body needs counting.
-		out.Body = http.MaxBytesReader(nil, r.Body, t.maxBody)
+	default:
+		rc := r.Body
+		if r.ContentLength < 0 {
+			// Known lengths were checked above and the server enforces
+			// them; only a chunked body needs counting.
+			rc = http.MaxBytesReader(nil, rc, t.maxBody)
+		}
+		body = &clientBody{rc: rc}
+		out.Body = body
+		// The upstream may answer while it still reads the body: the
+		// server must not wait for the whole body before it sends the
+		// response (HTTP/2 always allows this).
+		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
 
 	res, err := rte.upstream.transport.RoundTrip(out)
 	if err != nil {
+		if berr := body.failure(); berr != nil {
+			return g.clientBodyFailed(w, ctx, rte, berr)
+		}
 		return g.upstreamFailed(w, ctx, rte, ep, err)
 	}
 
 	if res.StatusCode == http.StatusSwitchingProtocols {
-		return g.serveUpgrade(w, r, res, reqUpgrade)
+		return g.serveUpgrade(w, r, res, reqUpgrade), false
 	}
 
 	removeHopHeaders(res.Header)
@@ -226,10 +272,16 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte 
 	}
 	w.WriteHeader(res.StatusCode)
 
-	err = copyResponse(w, res.Body, shouldFlush(res))
+	toClient, err := copyResponse(w, res.Body, shouldFlush(res))
 	res.Body.Close()
 	if err != nil {
-		return g.responseCopyFailed(ctx, rte, ep, err)
+		if berr := body.failure(); berr != nil {
+			// The client's body broke while the upstream was answering (full
+			// duplex): the client's failure, not the instance's.
+			status, _ := clientBodyStatus(ctx, berr)
+			return status, true
+		}
+		return g.responseCopyFailed(ctx, rte, ep, err, toClient)
 	}
 	if len(res.Trailer) > 0 {
 		for k, vv := range res.Trailer {
@@ -239,7 +291,46 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte 
 			dst[k] = vv
 		}
 	}
-	return res.StatusCode
+	return res.StatusCode, false
+}
+
+// clientBody is the client's request body as net/http's transport reads
+// it. It records its own first read error, so that a client whose body
+// fails is told from an upstream that fails by what happened, not by how
+// the transport reports it (it may return either side's error, wrapped).
+type clientBody struct {
+	rc  io.ReadCloser
+	mu  sync.Mutex // the transport reads on its own goroutine
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// Close leaves the client's body open: net/http's server closes it once
+// the handler returns, after the response is on its way. Closing it here,
+// as the transport does when the upstream fails, would read it to its end,
+// blocking while a client that stalls mid-body sends nothing more.
+func (b *clientBody) Close() error { return nil }
+
+// failure returns the first error reading the client's body, or nil; b
+// may be nil (no body).
+func (b *clientBody) failure() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // cloneHeaderForUpstream copies the client's header without the
@@ -294,8 +385,9 @@ func shouldFlush(res *http.Response) bool {
 
 // copyResponse streams the response body to w through a pooled buffer,
 // flushing after every read when flush is set. A read error from the
-// upstream is returned; so is a write error to the client.
-func copyResponse(w http.ResponseWriter, body io.Reader, flush bool) error {
+// upstream is returned; so is a write error to the client, with toClient
+// set: the client went away, the upstream did not fail.
+func copyResponse(w http.ResponseWriter, body io.Reader, flush bool) (toClient bool, err error) {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
@@ -307,19 +399,19 @@ func copyResponse(w http.ResponseWriter, body io.Reader, flush bool) error {
 		n, rerr := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return werr
+				return true, werr
 			}
 			if flush {
 				if err := rc.Flush(); err != nil {
-					return err
+					return true, err
 				}
 			}
 		}
 		if rerr == io.EOF {
-			return nil
+			return false, nil
 		}
 		if rerr != nil {
-			return rerr
+			return false, rerr
 		}
 	}
 }

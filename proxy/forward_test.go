@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -93,10 +94,11 @@ func TestTETrailersKeptForGRPC(t *testing.T) {
 
 func TestXForwardedHeaders(t *testing.T) {
 	t.Parallel()
-	type fwd struct{ xff, proto, host string }
+	type fwd struct{ xff, proto, host, forwarded string }
 	seen := make(chan fwd, 1)
 	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen <- fwd{r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host")}
+		io.Copy(io.Discard, r.Body)
+		seen <- fwd{r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"), r.Header.Get("Forwarded")}
 	}))
 	defer back.Close()
 	tests := []struct {
@@ -107,39 +109,38 @@ func TestXForwardedHeaders(t *testing.T) {
 		wantCIP string
 	}{
 		{name: "untrusted client headers replaced", hops: 0,
-			in:   fwd{"6.6.6.6", "https", "evil.test"},
-			want: fwd{"127.0.0.1", "http", "shop.test"}, wantCIP: "127.0.0.1"},
+			in:   fwd{"6.6.6.6", "https", "evil.test", "for=6.6.6.6;proto=https"},
+			want: fwd{"127.0.0.1", "http", "shop.test", ""}, wantCIP: "127.0.0.1"},
 		{name: "no incoming headers", hops: 1,
-			want: fwd{"127.0.0.1", "http", "shop.test"}, wantCIP: "127.0.0.1"},
+			want: fwd{"127.0.0.1", "http", "shop.test", ""}, wantCIP: "127.0.0.1"},
 		{name: "one trusted hop appends", hops: 1,
-			in:   fwd{"6.6.6.6, 203.0.113.7", "https", "shop.example"},
-			want: fwd{"6.6.6.6, 203.0.113.7, 127.0.0.1", "https", "shop.example"}, wantCIP: "203.0.113.7"},
+			in:   fwd{"6.6.6.6, 203.0.113.7", "https", "shop.example", "for=203.0.113.7"},
+			want: fwd{"6.6.6.6, 203.0.113.7, 127.0.0.1", "https", "shop.example", "for=203.0.113.7"}, wantCIP: "203.0.113.7"},
 		{name: "two trusted hops", hops: 2,
-			in:   fwd{"6.6.6.6, 203.0.113.7, 10.0.0.2", "", ""},
-			want: fwd{"6.6.6.6, 203.0.113.7, 10.0.0.2, 127.0.0.1", "http", "shop.test"}, wantCIP: "203.0.113.7"},
+			in:   fwd{"6.6.6.6, 203.0.113.7, 10.0.0.2", "", "", ""},
+			want: fwd{"6.6.6.6, 203.0.113.7, 10.0.0.2, 127.0.0.1", "http", "shop.test", ""}, wantCIP: "203.0.113.7"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, parseConfig(t, oneService(t, fmt.Sprintf("server: {trusted_hops: %d}", tc.hops), back)))
-			req, _ := http.NewRequest("GET", h.front.URL+"/", nil)
-			req.Host = "shop.test"
-			if tc.in.xff != "" {
-				req.Header.Set("X-Forwarded-For", tc.in.xff)
-			}
-			if tc.in.proto != "" {
-				req.Header.Set("X-Forwarded-Proto", tc.in.proto)
-			}
-			if tc.in.host != "" {
-				req.Header.Set("X-Forwarded-Host", tc.in.host)
-			}
-			get(t, nil, req)
-			if got := <-seen; got != tc.want {
-				t.Errorf("upstream saw %+v, want %+v", got, tc.want)
-			}
-			if got := ClientIP(req.Header, "127.0.0.1:5555", tc.hops); got != tc.wantCIP {
-				t.Errorf("ClientIP = %q, want %q", got, tc.wantCIP)
-			}
-		})
+		for _, via := range viaPaths {
+			t.Run(tc.name+" via "+via.name, func(t *testing.T) {
+				h := newHarness(t, parseConfig(t, oneService(t, fmt.Sprintf("server: {trusted_hops: %d}", tc.hops), back)))
+				req, _ := http.NewRequest(via.method, h.front.URL+"/", via.body())
+				req.Host = "shop.test"
+				for k, v := range map[string]string{"X-Forwarded-For": tc.in.xff, "X-Forwarded-Proto": tc.in.proto,
+					"X-Forwarded-Host": tc.in.host, "Forwarded": tc.in.forwarded} {
+					if v != "" {
+						req.Header.Set(k, v)
+					}
+				}
+				get(t, nil, req)
+				if got := <-seen; got != tc.want {
+					t.Errorf("upstream saw %+v, want %+v", got, tc.want)
+				}
+				if got := ClientIP(req.Header, "127.0.0.1:5555", tc.hops); got != tc.wantCIP {
+					t.Errorf("ClientIP = %q, want %q", got, tc.wantCIP)
+				}
+			})
+		}
 	}
 }
 
@@ -616,5 +617,374 @@ func TestDiscoveredRoutes(t *testing.T) {
 	up := gw.table.Load().upstreams["carts"]
 	if up == nil || up.cfg.LoadBalancer.Policy != config.DefaultPolicy {
 		t.Errorf("undeclared service built without the default settings: %+v", up)
+	}
+}
+
+// viaPaths are the two ways a request reaches its upstream: meshgate's own
+// HTTP/1.1 client (no body, or a short one of known length) and net/http's
+// Transport (a streamed body). body returns the request body that selects
+// the path.
+var viaPaths = []struct {
+	name, method string
+	body         func() io.Reader
+}{
+	{name: "h1 client", method: "GET", body: func() io.Reader { return nil }},
+	{name: "transport", method: "POST", body: func() io.Reader { return io.MultiReader(strings.NewReader("streamed")) }},
+}
+
+// endpointOf returns the state of the first instance of svc in h's table.
+func endpointOf(h *harness, svc string) *endpointState {
+	return h.gw.table.Load().upstreams[svc].endpoints[0].state
+}
+
+func idleConns(st *endpointState) int {
+	st.pool.mu.Lock()
+	defer st.pool.mu.Unlock()
+	return len(st.pool.idle)
+}
+
+func TestBrokenResponseIsAbortedAndCounted(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, resp string }{
+		{name: "content length cut short", resp: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"},
+		{name: "chunked body cut short", resp: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel"},
+	}
+	for _, tc := range tests {
+		for _, via := range viaPaths {
+			t.Run(tc.name+" via "+via.name, func(t *testing.T) {
+				t.Parallel()
+				b := newRawBackend(t, func(conn, n int, req *http.Request) (string, bool) { return tc.resp, true })
+				h := newHarness(t, parseConfig(t, b.config(t, "")))
+				const requests = 2
+				for i := 0; i < requests; i++ {
+					req, _ := http.NewRequest(via.method, h.front.URL+"/", via.body())
+					res, err := http.DefaultClient.Do(req)
+					if err == nil {
+						_, err = io.ReadAll(res.Body)
+						res.Body.Close()
+					}
+					if err == nil {
+						t.Errorf("request %d: the client read a cut-short body as complete", i)
+					}
+				}
+				st := endpointOf(h, "svc")
+				waitFor(t, func() bool { return st.inFlight.Load() == 0 })
+				if f := st.failures.Load(); f != requests {
+					t.Errorf("failures = %d, want %d", f, requests)
+				}
+				if n := idleConns(st); n != 0 {
+					t.Errorf("%d broken connections pooled", n)
+				}
+			})
+		}
+	}
+}
+
+// rawExchange sends req on a new connection to the front of h, runs after
+// (which may write more and half-close), and returns a reader of what the
+// gateway sends back.
+func rawExchange(t *testing.T, h *harness, req string, after func(c *net.TCPConn)) *bufio.Reader {
+	t.Helper()
+	c, err := net.Dial("tcp", h.front.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, req)
+	if after != nil {
+		after(c.(*net.TCPConn))
+	}
+	return bufio.NewReader(c)
+}
+
+func TestClientBodyFailures(t *testing.T) {
+	t.Parallel()
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	t.Cleanup(back.Close) // the subtests run after this function returns
+	tests := []struct {
+		name       string
+		head       string
+		after      func(c *net.TCPConn)
+		wantStatus int
+	}{
+		{name: "short buffered body, then half-close",
+			head:  "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+			after: func(c *net.TCPConn) { c.Write(make([]byte, 500)); c.CloseWrite() }, wantStatus: 400},
+		{name: "short streamed body, then half-close",
+			head:  "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n",
+			after: func(c *net.TCPConn) { c.Write(make([]byte, 40000)); c.CloseWrite() }, wantStatus: 400},
+		{name: "malformed chunk after 40000 bytes",
+			head: "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+			after: func(c *net.TCPConn) {
+				fmt.Fprintf(c, "%x\r\n%s\r\nzz\r\n", 40000, make([]byte, 40000))
+			}, wantStatus: 400},
+		{name: "chunked body over the limit",
+			head: "POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n",
+			after: func(c *net.TCPConn) {
+				fmt.Fprintf(c, "%x\r\n%s\r\n", 140000, make([]byte, 140000))
+			}, wantStatus: 413},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// A response header timeout, so that a request misread as waiting
+			// for the upstream ends.
+			hh, port := hostPort(t, back.URL)
+			h := newHarness(t, parseConfig(t, fmt.Sprintf(`
+listeners: [{address: "127.0.0.1:0"}]
+server: {max_body_bytes: 128KiB}
+services:
+  svc:
+    timeouts: {response_header: 1s}
+    instances: [{address: %q, port: %d}]
+routes: [{match: {path_prefix: /}, service: svc}]
+`, hh, port)))
+			res, err := http.ReadResponse(rawExchange(t, h, tc.head, tc.after), nil)
+			if err != nil {
+				t.Fatalf("no response: %v", err)
+			}
+			if res.StatusCode != tc.wantStatus {
+				t.Errorf("status %d, want %d", res.StatusCode, tc.wantStatus)
+			}
+			st := endpointOf(h, "svc")
+			waitFor(t, func() bool { return st.inFlight.Load() == 0 })
+			if f := st.failures.Load(); f != 0 {
+				t.Errorf("the client's failure was counted against the instance: failures = %d", f)
+			}
+		})
+	}
+}
+
+func TestClientGoneGetsNoAnswer(t *testing.T) {
+	t.Parallel()
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // answers only when the gateway gives up
+	}))
+	defer back.Close()
+	h := newHarness(t, parseConfig(t, oneService(t, "", back)))
+	// A client that closes its sending side is gone as far as net/http can
+	// tell, but could still read: it must not read an empty 200 as the
+	// answer.
+	br := rawExchange(t, h, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", func(c *net.TCPConn) { c.CloseWrite() })
+	if got, err := br.Peek(12); err != io.EOF {
+		t.Errorf("the client that left got %q (%v), want the connection closed without an answer", got, err)
+	}
+	waitFor(t, func() bool { return strings.Contains(h.logs.String(), `"status":499`) })
+	if f := endpointOf(h, "svc").failures.Load(); f != 0 {
+		t.Errorf("failures = %d, want 0", f)
+	}
+}
+
+func TestStreamedBodies(t *testing.T) {
+	t.Parallel()
+	echo := func(w http.ResponseWriter, r *http.Request) {
+		// Answers while it reads: full duplex, as gRPC-like streams do.
+		http.NewResponseController(w).EnableFullDuplex()
+		w.WriteHeader(200)
+		io.Copy(w, r.Body)
+	}
+	early := func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "too big for me", http.StatusRequestEntityTooLarge)
+	}
+	const size = 64 << 20 // well beyond what socket buffers hold
+	tests := []struct {
+		name       string
+		backend    http.HandlerFunc
+		sized      bool
+		wantStatus int
+		wantEcho   bool
+	}{
+		{name: "full duplex echo, chunked", backend: echo, wantStatus: 200, wantEcho: true},
+		{name: "full duplex echo, sized", backend: echo, sized: true, wantStatus: 200, wantEcho: true},
+		{name: "early answer to an unread body", backend: early, sized: true, wantStatus: 413},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			back := httptest.NewServer(tc.backend)
+			t.Cleanup(back.Close)
+			h := newHarness(t, parseConfig(t, oneService(t, "server: {max_body_bytes: 256MiB}", back)))
+			// Runs first: a gateway stuck writing to the upstream is freed.
+			t.Cleanup(back.CloseClientConnections)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			pr, pw := io.Pipe()
+			defer pr.Close()
+			go func() {
+				chunk := strings.Repeat("a", 64<<10)
+				for i := 0; i < size/len(chunk); i++ {
+					if _, err := io.WriteString(pw, chunk); err != nil {
+						return
+					}
+				}
+				pw.Close()
+			}()
+			req, _ := http.NewRequestWithContext(ctx, "POST", h.front.URL+"/", pr)
+			if tc.sized {
+				req.ContentLength = size
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%v (a body written whole before the response is read deadlocks)", err)
+			}
+			n, err := io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != tc.wantStatus {
+				t.Errorf("status %d, want %d", res.StatusCode, tc.wantStatus)
+			}
+			if tc.wantEcho && (err != nil || n != size) {
+				t.Errorf("echoed %d bytes of %d, err %v", n, size, err)
+			}
+		})
+	}
+}
+
+func TestOnlyWebSocketIsTunnelled(t *testing.T) {
+	t.Parallel()
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		up := r.Header.Get("Upgrade")
+		if up == "" {
+			fmt.Fprintf(w, "plain: connection=%q http2-settings=%q", r.Header.Get("Connection"), r.Header.Get("Http2-Settings"))
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", up)
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		io.WriteString(c, "tunnelled: "+line)
+	}))
+	t.Cleanup(back.Close) // the subtests run after this function returns
+	h := newHarness(t, parseConfig(t, oneService(t, "", back)))
+	tests := []struct {
+		name, upgrade, extra string
+		want                 int
+	}{
+		{name: "websocket", upgrade: "websocket", want: 101},
+		{name: "websocket in any case", upgrade: "WebSocket", want: 101},
+		{name: "h2c", upgrade: "h2c", extra: "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n", want: 200},
+		{name: "another protocol", upgrade: "foo/1", want: 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := net.Dial("tcp", h.front.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(c, "GET /public HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: %s\r\n%s\r\n", tc.upgrade, tc.extra)
+			br := bufio.NewReader(c)
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d", res.StatusCode, tc.want)
+			}
+			if tc.want == 101 {
+				io.WriteString(c, "ping\n")
+				if line, _ := br.ReadString('\n'); line != "tunnelled: ping\n" {
+					t.Errorf("through the tunnel: %q", line)
+				}
+				return
+			}
+			body, _ := io.ReadAll(res.Body)
+			if want := `plain: connection="" http2-settings=""`; string(body) != want {
+				t.Errorf("upstream saw %s, want %s: the upgrade headers must not reach it", body, want)
+			}
+		})
+	}
+}
+
+func TestShutdownWaitsForUpgradeInProgress(t *testing.T) {
+	t.Parallel()
+	entered, release := make(chan struct{}), make(chan struct{})
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-release // the upstream takes its time to agree
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		brw.Flush()
+		io.Copy(c, brw) // echo until closed
+	}))
+	defer back.Close()
+	cfg := parseConfig(t, oneService(t, `admin: {address: "off"}`, back))
+	gw, err := New(cfg, Options{Store: newStoreFor(cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	srv, err := Listen(cfg, gw, http.NotFoundHandler(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Serve()
+	c, err := net.Dial("tcp", srv.Addrs()[cfg.Listeners[0].Name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	<-entered
+
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx, gw) }()
+	time.Sleep(50 * time.Millisecond) // Shutdown has begun
+	close(release)
+	serr := <-shut
+	if serr == nil {
+		t.Errorf("Shutdown returned nil while a tunnel was open")
+	}
+	// Once Shutdown returned, the tunnel is closed.
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	if res, err := http.ReadResponse(br, nil); err == nil && res.StatusCode == 101 {
+		io.WriteString(c, "ping")
+		if b, err := br.ReadByte(); err == nil {
+			t.Errorf("after Shutdown returned %v the tunnel still relays (%q)", serr, b)
+		}
+	}
+}
+
+func TestUpgradeRefusedAfterShutdownBegan(t *testing.T) {
+	t.Parallel()
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		brw.Flush()
+	}))
+	defer back.Close()
+	h := newHarness(t, parseConfig(t, oneService(t, "", back)))
+	if err := h.gw.WaitUpgraded(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", h.front.URL+"/ws", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("an upgrade after shutdown began got %d, want 503", res.StatusCode)
 	}
 }

@@ -94,7 +94,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if g.rnd == nil {
 		g.rnd = balancer.DefaultRand{}
 	}
-	if err := g.apply(cfg, opts.Store.Load()); err != nil {
+	if err := g.rebuild(cfg); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -108,7 +108,7 @@ func (g *Gateway) Config() *config.Config { return g.table.Load().cfg }
 // outcome is counted and shown on /admin/config.
 func (g *Gateway) Reload(cfg *config.Config) error {
 	g.reloads.Add(1)
-	if err := g.apply(cfg, g.store.Load()); err != nil {
+	if err := g.rebuild(cfg); err != nil {
 		g.reloadFailures.Add(1)
 		msg := err.Error()
 		g.lastReloadErr.Store(&msg)
@@ -139,10 +139,7 @@ func (g *Gateway) Watch(ctx context.Context) {
 		case now := <-prune.C:
 			g.pruneIdle(now)
 		case <-g.store.Updates():
-			g.mu.Lock()
-			cfg := g.cfg
-			g.mu.Unlock()
-			if err := g.apply(cfg, g.store.Load()); err != nil {
+			if err := g.rebuild(nil); err != nil {
 				g.log.Error("applying discovery snapshot", "error", err)
 			}
 		}
@@ -159,7 +156,8 @@ func (g *Gateway) Ready() bool {
 // stop sending new traffic before the listeners close.
 func (g *Gateway) Drain() { g.draining.Store(true) }
 
-// Close releases pooled upstream connections.
+// Close releases pooled upstream connections; those still in use close
+// when their requests end.
 func (g *Gateway) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -168,18 +166,31 @@ func (g *Gateway) Close() {
 	}
 	for _, byID := range g.states {
 		for _, st := range byID {
-			st.pool.closeIdle(false)
+			st.pool.closeIdle(true)
 		}
 	}
 }
 
-// apply compiles cfg with snap into a table and swaps it in.
+// rebuild compiles cfg, or the configuration in force when cfg is nil,
+// with the latest snapshot, and swaps the table in. Both are read under
+// g.mu, so a rebuild always starts from the newest of each: a discovery
+// update cannot bring back a configuration a concurrent Reload replaced,
+// nor a Reload install a snapshot older than the one in force.
+func (g *Gateway) rebuild(cfg *config.Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if cfg == nil {
+		cfg = g.cfg
+	}
+	return g.apply(cfg, g.store.Load())
+}
+
+// apply compiles cfg with snap into a table and swaps it in. Called with
+// g.mu held.
 func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 	if errs := cfg.Validate(); len(errs) > 0 {
 		return fmt.Errorf("invalid configuration: %w", errs)
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
 
 	t := &table{
 		cfg:       cfg,
@@ -243,6 +254,9 @@ func (g *Gateway) pruneIdle(now time.Time) {
 		for _, ep := range up.endpoints {
 			ep.state.pool.prune(now, up.h1.idleConn)
 		}
+		for _, ep := range up.excluded {
+			ep.state.pool.prune(now, up.h1.idleConn)
+		}
 	}
 }
 
@@ -263,15 +277,22 @@ func (g *Gateway) buildUpstream(name string, sc config.Service, snap *discovery.
 	cur := make(map[string]*endpointState)
 	if svc := snap.Service(name); svc != nil {
 		for _, inst := range svc.Instances {
-			if inst.Health == discovery.Critical {
-				continue
-			}
+			// State is carried over by instance ID and address: an instance
+			// that moved starts afresh, so that no request goes over a
+			// connection pooled to its old address (apply closes them).
 			st := prev[inst.ID]
-			if st == nil {
-				st = &endpointState{}
+			if st == nil || st.hostPort != inst.HostPort {
+				st = &endpointState{hostPort: inst.HostPort}
 			}
 			cur[inst.ID] = st
-			up.endpoints = append(up.endpoints, &endpoint{inst: inst, state: st})
+			ep := &endpoint{inst: inst, state: st}
+			if inst.Health == discovery.Critical {
+				// Not balanced to, but its state stays: counters survive
+				// health flaps.
+				up.excluded = append(up.excluded, ep)
+				continue
+			}
+			up.endpoints = append(up.endpoints, ep)
 		}
 	}
 	states[name] = cur

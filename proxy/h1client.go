@@ -17,8 +17,11 @@ import (
 )
 
 // This file is meshgate's HTTP/1.1 client for upstream requests: the hot
-// path of every proxied request that is not a protocol upgrade, an
-// "Expect: 100-continue" request, or h2c (those use net/http's Transport).
+// path of every proxied request without a body or with a body of known
+// length up to replayLimit. Protocol upgrades, "Expect: 100-continue",
+// h2c, and streamed bodies (chunked, or larger than replayLimit) use
+// net/http's Transport, which writes the body while it reads the response
+// (full duplex) instead of writing all of it first.
 //
 // net/http's Transport runs two goroutines per connection and hands each
 // request and response across channels, with a context, timers and a
@@ -29,8 +32,9 @@ import (
 // client's response header: a handful of allocations, no extra goroutines.
 
 // errStaleConn marks a failure on a reused connection before any response
-// byte arrived: the upstream closed it while it sat idle, and a request
-// that can be sent again is retried once on a fresh connection.
+// byte arrived: the upstream closed it while it sat idle, or just as the
+// request reached it. A request that is safe to send again is retried
+// once on a fresh connection; see canResend.
 var errStaleConn = errors.New("reused upstream connection was closed by the peer")
 
 // errMalformedResponse is returned for a response head that is not
@@ -43,9 +47,15 @@ var longAgo = time.Unix(1, 0)
 // maxResponseHeadBytes bounds the status line and header of a response.
 const maxResponseHeadBytes = 1 << 20
 
-// replayLimit is the largest request body buffered so that a request can be
-// sent again after a stale connection.
+// replayLimit is the largest request body this client sends: it is read
+// whole before the request is written, so that the request can be sent
+// again after a stale connection. Larger bodies go through net/http's
+// Transport.
 const replayLimit = 32 << 10
+
+// maxInterimResponses bounds the 1xx responses skipped before the final
+// one, as net/http's Transport does.
+const maxInterimResponses = 5
 
 // upConn is one pooled connection to an instance.
 type upConn struct {
@@ -55,6 +65,7 @@ type upConn struct {
 	idleAt time.Time
 	reused bool
 	stop   func() bool // ends the watch for the client going away
+	probe  idleProbe
 }
 
 // connPool keeps the idle connections to one instance, most recently used
@@ -66,19 +77,24 @@ type connPool struct {
 }
 
 // get returns an idle connection younger than idleTimeout, or nil.
+//
+// A connection is checked before it is handed out: one the upstream closed
+// while it sat idle, or sent bytes on (many servers answer an idle
+// connection with "408 Request Timeout" and close it), is closed and the
+// next one tried. Those bytes would otherwise be read as the response to
+// the next request.
 func (p *connPool) get(now time.Time, idleTimeout time.Duration) *upConn {
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
-		if idleTimeout > 0 && now.Sub(c.idleAt) > idleTimeout {
-			p.mu.Unlock()
+		p.mu.Unlock()
+		if (idleTimeout > 0 && now.Sub(c.idleAt) > idleTimeout) || !c.probe.clean() {
 			c.close()
 			p.mu.Lock()
 			continue
 		}
-		p.mu.Unlock()
 		c.reused = true
 		return c
 	}
@@ -169,13 +185,12 @@ type h1Settings struct {
 // h1Request is what the gateway sends upstream, described without building
 // an *http.Request.
 type h1Request struct {
-	in      *http.Request // the client's request: method, header, body
+	in      *http.Request // the client's request: method and header
 	path    string        // escaped path to send
 	query   string
 	trusted int
-	body    io.Reader // nil for no body
-	length  int64     // -1 for chunked
-	replay  []byte    // the whole body when it was buffered for replay
+	body    []byte // the whole body, read beforehand; nil for none
+	resend  bool   // the request may be sent a second time (canResend)
 }
 
 // h1Response is the parsed head of an upstream response. Header fields were
@@ -186,7 +201,31 @@ type h1Response struct {
 	body      io.Reader // nil when there is none
 	chunked   bool
 	length    int64 // -1 unknown (read to EOF)
-	limited   io.LimitedReader
+	sized     lengthReader
+}
+
+// lengthReader reads a body of known length. An upstream that closes the
+// connection before sending all of it is reported as io.ErrUnexpectedEOF,
+// where io.LimitedReader would pass the io.EOF on and a truncated body
+// would look complete.
+type lengthReader struct {
+	r io.Reader
+	n int64 // bytes still to come
+}
+
+func (l *lengthReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	if err == io.EOF && l.n > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // roundTrip sends req to the instance behind pool at hostPort and reads the
@@ -202,10 +241,12 @@ func (s *h1Settings) roundTrip(ctx context.Context, pool *connPool, hostPort str
 			return c, res, nil
 		}
 		c.close()
-		// A request on a connection the upstream had closed while idle never
-		// reached it: send it again on a new connection once, if the body can
-		// be sent again.
-		if errors.Is(err, errStaleConn) && attempt == 0 && (req.body == nil || req.replay != nil) && ctx.Err() == nil {
+		// The upstream closed a reused connection before answering. It may
+		// have closed it while idle, and never seen the request; or it may
+		// have received and processed the request before failing: only a
+		// request that is safe to repeat is sent again, once, on a new
+		// connection (RFC 9110 §9.2.2).
+		if errors.Is(err, errStaleConn) && attempt == 0 && req.resend && ctx.Err() == nil {
 			continue
 		}
 		if errors.Is(err, errStaleConn) {
@@ -230,7 +271,9 @@ func (s *h1Settings) conn(ctx context.Context, pool *connPool, hostPort string, 
 	br.Reset(nc)
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(nc)
-	return &upConn{nc: nc, br: br, bw: bw}, nil
+	c := &upConn{nc: nc, br: br, bw: bw}
+	c.probe.init(nc)
+	return c, nil
 }
 
 // exchange writes the request and reads the response head. On success the
@@ -248,25 +291,10 @@ func (s *h1Settings) exchange(ctx context.Context, c *upConn, req *h1Request, ds
 }
 
 func (s *h1Settings) exchangeWatched(ctx context.Context, c *upConn, req *h1Request, dst http.Header) (*h1Response, error) {
-	werr := writeRequest(c.bw, req)
-	if werr == nil {
-		werr = c.bw.Flush()
-	}
-	if werr != nil {
-		var be *requestBodyError
-		if errors.As(werr, &be) {
-			// The client's body failed: the upstream waits for the rest of
-			// a message that will never come.
-			return nil, werr
-		}
-		if c.reused && ctx.Err() == nil && isConnGone(werr) {
-			return nil, errStaleConn
-		}
-	}
-	// Even when writing failed the upstream may have answered (an early
-	// 413, say): try to read a response before giving up.
+	// The response header timeout covers writing the request too: an
+	// upstream that stops reading cannot hold the request forever.
 	if s.responseHeader > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(s.responseHeader))
+		c.nc.SetDeadline(time.Now().Add(s.responseHeader))
 	}
 	// Setting a deadline may have overwritten the one the cancellation hook
 	// set just before; the hook runs only after ctx is done, so checking
@@ -274,6 +302,13 @@ func (s *h1Settings) exchangeWatched(ctx context.Context, c *upConn, req *h1Requ
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	writeRequest(c.bw, req)
+	werr := c.bw.Flush()
+	if werr != nil && c.reused && ctx.Err() == nil && isConnGone(werr) {
+		return nil, errStaleConn
+	}
+	// Even when writing failed the upstream may have answered (an early
+	// 413, say): try to read a response before giving up.
 	res, err := readResponseHead(c.br, req.in.Method, dst)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -291,7 +326,7 @@ func (s *h1Settings) exchangeWatched(ctx context.Context, c *upConn, req *h1Requ
 		res.keepAlive = false
 	}
 	if s.responseHeader > 0 {
-		c.nc.SetReadDeadline(time.Time{})
+		c.nc.SetDeadline(time.Time{})
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -313,15 +348,18 @@ func (s *h1Settings) finish(pool *connPool, c *upConn, res *h1Response, complete
 		complete = false
 	}
 	c.stop = nil
-	if complete && res.keepAlive {
+	// Bytes already read past the end of the response belong to no request:
+	// reused, the connection would serve them as the next response.
+	if complete && res.keepAlive && c.br.Buffered() == 0 {
 		pool.put(c, time.Now(), s.maxIdle)
 		return
 	}
 	c.close()
 }
 
-// writeRequest writes the request head and body (RFC 9112 §3 and §6).
-func writeRequest(bw *bufio.Writer, req *h1Request) error {
+// writeRequest writes the request head and body (RFC 9112 §3 and §6) into
+// bw; errors surface when bw is flushed.
+func writeRequest(bw *bufio.Writer, req *h1Request) {
 	in := req.in
 	bw.WriteString(in.Method)
 	bw.WriteByte(' ')
@@ -361,67 +399,45 @@ func writeRequest(bw *bufio.Writer, req *h1Request) error {
 	}
 	writeForwarded(bw, in, req.trusted)
 
-	switch {
-	case req.body == nil:
+	if req.body == nil {
 		if methodExpectsBody(in.Method) {
 			bw.WriteString("Content-Length: 0\r\n")
 		}
-		_, err := bw.WriteString("\r\n")
-		return err
-	case req.length >= 0:
-		bw.WriteString("Content-Length: ")
-		var nb [20]byte
-		bw.Write(strconv.AppendInt(nb[:0], req.length, 10))
-		bw.WriteString("\r\n\r\n")
-		if req.replay != nil {
-			_, err := bw.Write(req.replay)
-			return err
-		}
-		n, err := io.Copy(bw, io.LimitReader(req.body, req.length))
-		if err == nil && n < req.length {
-			err = io.ErrUnexpectedEOF
-		}
-		return bodyErr(err)
-	default:
-		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
-		cw := httputil.NewChunkedWriter(bw)
-		if _, err := io.Copy(cw, req.body); err != nil {
-			return bodyErr(err)
-		}
-		if err := cw.Close(); err != nil {
-			return err
-		}
-		_, err := bw.WriteString("\r\n")
-		return err
+		bw.WriteString("\r\n")
+		return
 	}
+	bw.WriteString("Content-Length: ")
+	var nb [20]byte
+	bw.Write(strconv.AppendInt(nb[:0], int64(len(req.body)), 10))
+	bw.WriteString("\r\n\r\n")
+	bw.Write(req.body)
 }
 
-// requestBodyError wraps a failure reading the client's body, so that it
-// is not mistaken for an upstream failure.
-type requestBodyError struct{ err error }
-
-func (e *requestBodyError) Error() string { return "reading request body: " + e.err.Error() }
-func (e *requestBodyError) Unwrap() error { return e.err }
-
-// bodyErr tells client-side read errors (io.Copy reports both sides) from
-// upstream write errors: write errors from the connection are *net.OpError.
-func bodyErr(err error) error {
-	if err == nil {
-		return nil
+// canResend reports whether r may be sent upstream a second time after a
+// connection failed under it, when the upstream may already have acted on
+// it: idempotent methods (RFC 9110 §9.2.2) and requests the client marked
+// with an idempotency key, as net/http's Transport decides.
+func canResend(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
 	}
-	var oe *net.OpError
-	if errors.As(err, &oe) {
-		return err
+	_, ok := r.Header["Idempotency-Key"]
+	if !ok {
+		_, ok = r.Header["X-Idempotency-Key"]
 	}
-	return &requestBodyError{err: err}
+	return ok
 }
 
 func methodExpectsBody(m string) bool {
 	return m == http.MethodPost || m == http.MethodPut || m == http.MethodPatch
 }
 
+// isForwardedHeader reports whether k is one of the fields that describe
+// the client to the upstream, which a client could forge: with no trusted
+// proxy in front they are dropped (the X-Forwarded-* ones replaced).
 func isForwardedHeader(k string) bool {
-	return k == "X-Forwarded-For" || k == "X-Forwarded-Proto" || k == "X-Forwarded-Host"
+	return k == "X-Forwarded-For" || k == "X-Forwarded-Proto" || k == "X-Forwarded-Host" || k == "Forwarded"
 }
 
 // writeForwarded writes X-Forwarded-For, -Proto and -Host with the same
@@ -463,7 +479,7 @@ var errNoResponseBytes = errors.New("upstream closed the connection without answ
 // a typical response head.
 func readResponseHead(br *bufio.Reader, method string, dst http.Header) (*h1Response, error) {
 	first := true
-	for {
+	for interim := 0; ; interim++ {
 		line, err := readLine(br)
 		if err != nil {
 			if first && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
@@ -478,6 +494,9 @@ func readResponseHead(br *bufio.Reader, method string, dst http.Header) (*h1Resp
 		}
 		if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
 			// 100 Continue and 103 Early Hints: skip their header and read on.
+			if interim == maxInterimResponses {
+				return nil, fmt.Errorf("%w: too many 1xx responses", errMalformedResponse)
+			}
 			if err := skipHeader(br); err != nil {
 				return nil, err
 			}
@@ -503,8 +522,8 @@ func readResponseHead(br *bufio.Reader, method string, dst http.Header) (*h1Resp
 			res.body = httputil.NewChunkedReader(br)
 			delete(dst, "Content-Length")
 		case res.length >= 0:
-			res.limited = io.LimitedReader{R: br, N: res.length}
-			res.body = &res.limited
+			res.sized = lengthReader{r: br, n: res.length}
+			res.body = &res.sized
 		default:
 			res.body = br // read until the upstream closes
 			res.keepAlive = false
@@ -528,7 +547,7 @@ func truncate(b []byte) string {
 func readLine(br *bufio.Reader) ([]byte, error) {
 	line, err := br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
-		return nil, fmt.Errorf("%w: header line too long", errMalformedResponse)
+		line, err = readLongLine(br, line)
 	}
 	if err != nil {
 		if err == io.EOF && len(line) > 0 {
@@ -541,6 +560,23 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 		line = line[:n-1]
 	}
 	return line, nil
+}
+
+// readLongLine reads the rest of a line longer than br's buffer, whose
+// start is first, into a new slice: a line may be as long as the whole
+// response head (a large cookie, say).
+func readLongLine(br *bufio.Reader, first []byte) ([]byte, error) {
+	line := append([]byte(nil), first...)
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line)+len(frag) > maxResponseHeadBytes {
+			return nil, fmt.Errorf("%w: header too large", errMalformedResponse)
+		}
+		line = append(line, frag...)
+		if err != bufio.ErrBufferFull {
+			return line, err
+		}
+	}
 }
 
 // parseStatusLine parses "HTTP/1.1 200 OK".
@@ -635,6 +671,9 @@ func readHeader(br *bufio.Reader, dst http.Header, res *h1Response) error {
 				return fmt.Errorf("%w: invalid byte in header value", errMalformedResponse)
 			}
 		}
+		if len(buf)+len(line) > maxResponseHeadBytes {
+			return fmt.Errorf("%w: header too large", errMalformedResponse)
+		}
 		f := headerField{kStart: len(buf)}
 		buf = append(buf, line[:colon]...)
 		canonicalizeInPlace(buf[f.kStart:])
@@ -643,9 +682,6 @@ func readHeader(br *bufio.Reader, dst http.Header, res *h1Response) error {
 		buf = append(buf, v...)
 		f.vEnd = len(buf)
 		fields = append(fields, f)
-		if len(buf) > maxResponseHeadBytes {
-			return fmt.Errorf("%w: header too large", errMalformedResponse)
-		}
 	}
 	*bp, *fp = buf, fields
 	if len(fields) == 0 {
@@ -654,15 +690,23 @@ func readHeader(br *bufio.Reader, dst http.Header, res *h1Response) error {
 	block := string(buf) // the one allocation every key and value shares
 	values := make([]string, len(fields))
 	var connection []string
+	sawClose, sawKeepAlive := false, false
 	for i, f := range fields {
 		k, v := block[f.kStart:f.kEnd], block[f.vStart:f.vEnd]
 		switch k {
 		case "Content-Length":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 || (res.length >= 0 && res.length != n) {
+			n, ok := parseContentLength(v)
+			if !ok || (res.length >= 0 && res.length != n) {
 				return fmt.Errorf("%w: invalid Content-Length %q", errMalformedResponse, v)
 			}
+			if res.length >= 0 {
+				continue // a repeated, equal field: the client gets one
+			}
 			res.length = n
+			if len(v) > 1 && v[0] == '0' {
+				// The client gets the value as parsed: "007" becomes "7".
+				v = strconv.FormatInt(n, 10)
+			}
 		case "Transfer-Encoding":
 			// RFC 9112 §6.1: chunked must be the final coding; meshgate
 			// passes no other coding through.
@@ -673,12 +717,8 @@ func readHeader(br *bufio.Reader, dst http.Header, res *h1Response) error {
 			continue
 		case "Connection":
 			connection = append(connection, v)
-			if headerValueHasToken(v, "close") {
-				res.keepAlive = false
-			}
-			if headerValueHasToken(v, "keep-alive") {
-				res.keepAlive = true
-			}
+			sawClose = sawClose || headerValueHasToken(v, "close")
+			sawKeepAlive = sawKeepAlive || headerValueHasToken(v, "keep-alive")
 			continue
 		}
 		if isHopHeader(k) {
@@ -690,6 +730,13 @@ func readHeader(br *bufio.Reader, dst http.Header, res *h1Response) error {
 		} else {
 			dst[k] = values[i : i+1 : i+1]
 		}
+	}
+	// "close" wins wherever it appears (RFC 9112 §9.6); "keep-alive" only
+	// matters to HTTP/1.0.
+	if sawClose {
+		res.keepAlive = false
+	} else if sawKeepAlive {
+		res.keepAlive = true
 	}
 	if res.chunked {
 		// A message with both is framed by Transfer-Encoding (RFC 9112
@@ -711,9 +758,28 @@ func readHeader(br *bufio.Reader, dst http.Header, res *h1Response) error {
 	return nil
 }
 
+// parseContentLength parses a Content-Length value: digits only (RFC 9110
+// §8.6), so that a message framed by "+5" or "0x5" is refused, not guessed
+// at (strconv.ParseInt accepts a sign).
+func parseContentLength(v string) (int64, bool) {
+	if v == "" || len(v) > 18 { // 18 digits cannot overflow an int64
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
 // readTrailer reads the trailer section after the last chunk into dst,
-// as trailers of the client response.
+// as trailers of the client response. It is bounded like a response head.
 func readTrailer(br *bufio.Reader, dst http.Header) error {
+	total := 0
 	for {
 		line, err := readLine(br)
 		if err != nil {
@@ -721,6 +787,9 @@ func readTrailer(br *bufio.Reader, dst http.Header) error {
 		}
 		if len(line) == 0 {
 			return nil
+		}
+		if total += len(line); total > maxResponseHeadBytes {
+			return fmt.Errorf("%w: trailer too large", errMalformedResponse)
 		}
 		k, v, ok := cutColon(string(line))
 		if !ok {

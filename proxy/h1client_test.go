@@ -3,13 +3,16 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // rawBackend accepts connections and answers each request read from them
@@ -79,24 +82,181 @@ func do(t *testing.T, h *harness, method, path string, body io.Reader) (*http.Re
 	return get(t, nil, req)
 }
 
-func TestH1StaleConnectionIsRetriedOnce(t *testing.T) {
+func TestH1StaleConnectionRetry(t *testing.T) {
 	t.Parallel()
-	// Every connection answers one request and then closes without saying
-	// so: the pooled connection is stale when the next request takes it.
-	b := newRawBackend(t, func(conn, n int, req *http.Request) (string, bool) {
-		return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nconn%d", len(fmt.Sprint("conn", conn)), conn), true
-	})
-	h := newHarness(t, parseConfig(t, b.config(t, "")))
-	for i := 0; i < 5; i++ {
-		method, body := "GET", io.Reader(nil)
-		if i%2 == 1 {
-			method, body = "POST", strings.NewReader("small body") // buffered, so replayable
-		}
-		res, got := do(t, h, method, "/", body)
-		if res.StatusCode != 200 {
-			t.Fatalf("request %d: status %d %s", i, res.StatusCode, got)
-		}
+	// The second request on a connection reaches the upstream, which then
+	// closes the connection without answering: as if it closed it while
+	// idle, or as if it processed the request and died. Only a request that
+	// is safe to repeat is sent again (RFC 9110 §9.2.2).
+	tests := []struct {
+		name, method string
+		body         string
+		header       map[string]string
+		wantStatus   int
+		wantSent     int32 // times the upstream received the request
+	}{
+		{name: "GET is resent", method: "GET", wantStatus: 200, wantSent: 2},
+		{name: "PUT with a small body is resent", method: "PUT", body: "small body", wantStatus: 200, wantSent: 2},
+		{name: "DELETE is resent", method: "DELETE", wantStatus: 200, wantSent: 2},
+		{name: "POST is not", method: "POST", body: "amount=10", wantStatus: 502, wantSent: 1},
+		{name: "PATCH is not", method: "PATCH", body: "x", wantStatus: 502, wantSent: 1},
+		{name: "POST with an idempotency key is resent", method: "POST", body: "amount=10",
+			header: map[string]string{"Idempotency-Key": "8e03978e"}, wantStatus: 200, wantSent: 2},
 	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var sent atomic.Int32
+			b := newRawBackend(t, func(conn, n int, req *http.Request) (string, bool) {
+				if req.URL.Path != "/warm" {
+					sent.Add(1)
+				}
+				if n > 0 {
+					return "", true
+				}
+				return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false
+			})
+			h := newHarness(t, parseConfig(t, b.config(t, "")))
+			do(t, h, "GET", "/warm", nil) // leaves one pooled connection
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req, _ := http.NewRequest(tc.method, h.front.URL+"/op", body)
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			res, got := get(t, nil, req)
+			if res.StatusCode != tc.wantStatus {
+				t.Errorf("status %d, want %d (%s)", res.StatusCode, tc.wantStatus, got)
+			}
+			if n := sent.Load(); n != tc.wantSent {
+				t.Errorf("the upstream received the request %d times, want %d", n, tc.wantSent)
+			}
+		})
+	}
+}
+
+func TestH1PooledConnectionIsCheckedBeforeReuse(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// backend returns the address of an upstream whose first
+		// connection leaves something behind once its request is answered,
+		// and a channel closed when it has.
+		backend    func(t *testing.T) (string, <-chan struct{})
+		method     string
+		wantBody   string
+		wantStatus int
+	}{
+		{
+			name: "bytes sent after the response",
+			backend: func(t *testing.T) (string, <-chan struct{}) {
+				var first atomic.Bool
+				b := newRawBackend(t, func(conn, n int, req *http.Request) (string, bool) {
+					if first.CompareAndSwap(false, true) {
+						return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" +
+							"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nX-Evil: 1\r\n\r\npoisoned", false
+					}
+					return "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nclean", false
+				})
+				return b.ln.Addr().String(), closedChan()
+			},
+			method: "GET", wantStatus: 200, wantBody: "clean",
+		},
+		{
+			name: "408 and close while idle",
+			backend: func(t *testing.T) (string, <-chan struct{}) {
+				return timeoutBackend(t)
+			},
+			method: "GET", wantStatus: 200, wantBody: "ok",
+		},
+		{
+			name: "closed while idle, then a POST",
+			backend: func(t *testing.T) (string, <-chan struct{}) {
+				closed := make(chan struct{})
+				var once sync.Once
+				b := newRawBackend(t, func(conn, n int, req *http.Request) (string, bool) {
+					// Time for the close to reach the pooled connection.
+					once.Do(func() { time.AfterFunc(50*time.Millisecond, func() { close(closed) }) })
+					return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true
+				})
+				return b.ln.Addr().String(), closed
+			},
+			// Not resendable: it succeeds because the closed connection is
+			// never used, not because it is retried.
+			method: "POST", wantStatus: 200, wantBody: "ok",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr, settled := tc.backend(t)
+			host, port, _ := net.SplitHostPort(addr)
+			h := newHarness(t, parseConfig(t, fmt.Sprintf(`
+listeners: [{address: "127.0.0.1:0"}]
+services:
+  svc:
+    instances: [{address: %s, port: %s}]
+routes: [{match: {path_prefix: /}, service: svc}]
+`, host, port)))
+			if res, _ := do(t, h, "GET", "/first", nil); res.StatusCode != 200 {
+				t.Fatalf("first request: %d", res.StatusCode)
+			}
+			<-settled
+			var body io.Reader
+			if tc.method == "POST" {
+				body = strings.NewReader("amount=10")
+			}
+			res, got := do(t, h, tc.method, "/second", body)
+			if res.StatusCode != tc.wantStatus || got != tc.wantBody || res.Header.Get("X-Evil") != "" {
+				t.Errorf("second request got %d %q X-Evil=%q, want %d %q: bytes the upstream sent outside an exchange were read as its response",
+					res.StatusCode, got, res.Header.Get("X-Evil"), tc.wantStatus, tc.wantBody)
+			}
+		})
+	}
+}
+
+func closedChan() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// timeoutBackend answers each connection's first request, then, as many
+// servers do with idle connections, sends "408 Request Timeout" and
+// closes it. The channel is closed once the first connection has.
+func timeoutBackend(t *testing.T) (string, <-chan struct{}) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	timedOut := make(chan struct{})
+	var once sync.Once
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(20 * time.Millisecond)
+				io.WriteString(c, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+				c.Close()
+				time.Sleep(20 * time.Millisecond) // let the bytes reach the peer
+				once.Do(func() { close(timedOut) })
+			}()
+		}
+	}()
+	return ln.Addr().String(), timedOut
 }
 
 func TestH1ResponseFraming(t *testing.T) {
@@ -237,6 +397,92 @@ func TestH1RequestWireFormat(t *testing.T) {
 			}
 			if fmt.Sprint(got.TransferEncoding) != fmt.Sprint(tc.wantTE) || got.ContentLength != tc.wantLen {
 				t.Errorf("framing TE=%v CL=%d, want TE=%v CL=%d", got.TransferEncoding, got.ContentLength, tc.wantTE, tc.wantLen)
+			}
+		})
+	}
+}
+
+func TestReadResponseHead(t *testing.T) {
+	t.Parallel()
+	interim := func(n int) string { return strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n", n) }
+	long := strings.Repeat("a", 20<<10) // longer than the 16 KiB read buffer
+	tests := []struct {
+		name          string
+		in            string
+		wantErr       bool
+		wantKeepAlive bool
+		wantLength    int64
+		wantHeader    map[string][]string
+	}{
+		{name: "close before keep-alive", in: "HTTP/1.1 200 OK\r\nConnection: close, keep-alive\r\nContent-Length: 0\r\n\r\n",
+			wantKeepAlive: false, wantLength: 0},
+		{name: "keep-alive before close", in: "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+			wantKeepAlive: false, wantLength: 0},
+		{name: "HTTP/1.0 keep-alive", in: "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+			wantKeepAlive: true, wantLength: 0},
+		{name: "signed content length", in: "HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello", wantErr: true},
+		{name: "hex content length", in: "HTTP/1.1 200 OK\r\nContent-Length: 0x5\r\n\r\nhello", wantErr: true},
+		{name: "content length list", in: "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello", wantErr: true},
+		{name: "content length passed on as parsed", in: "HTTP/1.1 200 OK\r\nContent-Length: 005\r\n\r\nhello",
+			wantKeepAlive: true, wantLength: 5, wantHeader: map[string][]string{"Content-Length": {"5"}}},
+		{name: "repeated equal content length passed on once", in: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+			wantKeepAlive: true, wantLength: 5, wantHeader: map[string][]string{"Content-Length": {"5"}}},
+		{name: "header line longer than the read buffer", in: "HTTP/1.1 200 OK\r\nSet-Cookie: " + long + "\r\nContent-Length: 0\r\n\r\n",
+			wantKeepAlive: true, wantLength: 0, wantHeader: map[string][]string{"Set-Cookie": {long}}},
+		{name: "header over 1 MiB", in: "HTTP/1.1 200 OK\r\nSet-Cookie: " + strings.Repeat("a", 1<<20) + "\r\n\r\n", wantErr: true},
+		{name: "five interim responses", in: interim(5) + "HTTP/1.1 204 No Content\r\n\r\n", wantKeepAlive: true, wantLength: 0},
+		{name: "six interim responses", in: interim(6) + "HTTP/1.1 204 No Content\r\n\r\n", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dst := http.Header{}
+			res, err := readResponseHead(bufio.NewReaderSize(strings.NewReader(tc.in), 16<<10), "GET", dst)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("accepted: keepAlive=%v length=%d header=%v", res.keepAlive, res.length, dst)
+				}
+				if !errors.Is(err, errMalformedResponse) {
+					t.Errorf("error %v, want errMalformedResponse", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.keepAlive != tc.wantKeepAlive || res.length != tc.wantLength {
+				t.Errorf("keepAlive=%v length=%d, want %v %d", res.keepAlive, res.length, tc.wantKeepAlive, tc.wantLength)
+			}
+			for k, want := range tc.wantHeader {
+				if got := dst[k]; fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("%s = %.40q, want %.40q", k, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestReadTrailerIsBounded(t *testing.T) {
+	t.Parallel()
+	line := "X-Big: " + strings.Repeat("t", 100<<10) + "\r\n"
+	tests := []struct {
+		name    string
+		in      string
+		wantErr bool
+	}{
+		{name: "long trailer line", in: line + "\r\n"},
+		{name: "over 1 MiB in all", in: strings.Repeat(line, 11) + "\r\n", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dst := http.Header{}
+			err := readTrailer(bufio.NewReaderSize(strings.NewReader(tc.in), 16<<10), dst)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && len(dst[http.TrailerPrefix+"X-Big"]) != 1 {
+				t.Errorf("trailer not read: %d fields", len(dst))
 			}
 		})
 	}

@@ -49,6 +49,21 @@ func upgradeType(h http.Header) string {
 	return h.Get("Upgrade")
 }
 
+// requestedUpgrade returns the Upgrade value of a request that asks to
+// switch to WebSocket (RFC 6455), the one protocol meshgate tunnels, or "".
+//
+// Any other upgrade is refused by forwarding the request as an ordinary
+// one, without its upgrade headers (hop-by-hop, so dropped anyway): a
+// tunnel for h2c, say, would carry every request that follows on the
+// connection to the upstream unrouted.
+func requestedUpgrade(h http.Header) string {
+	up := upgradeType(h)
+	if up == "" || !strings.EqualFold(textproto.TrimString(up), "websocket") {
+		return ""
+	}
+	return up
+}
+
 // headerHasToken reports whether the comma-separated header contains token,
 // case-insensitively.
 func headerHasToken(h http.Header, name, token string) bool {
@@ -67,11 +82,13 @@ func headerHasToken(h http.Header, name, token string) bool {
 // forwardedFor sets X-Forwarded-For, -Proto and -Host on the outbound
 // header out for a request received from remoteAddr.
 //
-// With trustedHops 0 the client's own X-Forwarded-* headers are discarded:
-// a client could otherwise claim any address. With trustedHops N > 0 the
-// N proxies in front of meshgate are trusted to have set them, so the
-// received chain is kept and the peer's address is appended, and the
-// received X-Forwarded-Proto and -Host are kept when present.
+// With trustedHops 0 the client's own X-Forwarded-* headers are discarded,
+// and so is its Forwarded header (RFC 7239), as httputil.ReverseProxy's
+// Rewrite does: a client could otherwise claim any address. With
+// trustedHops N > 0 the N proxies in front of meshgate are trusted to have
+// set them, so the received chain is kept and the peer's address is
+// appended, the received X-Forwarded-Proto and -Host are kept when
+// present, and Forwarded passes through.
 func forwardedFor(out http.Header, remoteAddr, host string, tls bool, trustedHops int) {
 	ip := remoteIP(remoteAddr)
 	proto := "http"
@@ -79,6 +96,7 @@ func forwardedFor(out http.Header, remoteAddr, host string, tls bool, trustedHop
 		proto = "https"
 	}
 	if trustedHops == 0 {
+		delete(out, "Forwarded")
 		out["X-Forwarded-For"] = []string{ip}
 		out["X-Forwarded-Proto"] = []string{proto}
 		out["X-Forwarded-Host"] = []string{host}

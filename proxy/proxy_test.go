@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -333,4 +334,231 @@ func newStoreFor(cfg *config.Config) *discovery.Store {
 
 func routeFor(prefix string) config.Route {
 	return config.Route{Name: prefix, Match: config.Match{PathPrefix: prefix}, Service: "x"}
+}
+
+func TestStripPrefixOfEscapedPaths(t *testing.T) {
+	t.Parallel()
+	back := named("svc")
+	t.Cleanup(back.Close) // the subtests run after this function returns
+	h := newHarness(t, parseConfig(t, `
+listeners: [{address: "127.0.0.1:0"}]
+services:
+  svc:
+    instances:
+`+instancesYAML(t, back)+`
+routes:
+  - {name: api, match: {path_prefix: /api}, service: svc, strip_prefix: true}
+  - {name: cafe, match: {path_prefix: "/café"}, service: svc, strip_prefix: true}
+  - {name: old, match: {path_prefix: /old/}, service: svc, rewrite_prefix: /new/}
+`))
+	tests := []struct{ name, path, want string }{
+		{name: "plain", path: "/api/x", want: "/x"},
+		{name: "prefix percent-encoded by the client", path: "/%61pi/x", want: "/x"},
+		{name: "non-ASCII prefix", path: "/caf%C3%A9/x", want: "/x"},
+		{name: "escaping after the prefix kept", path: "/api/a%2Fb", want: "/a%2Fb"},
+		{name: "rewrite keeps escaping", path: "/old/a%2Fb?q=1", want: "/new/a%2Fb?q=1"},
+		{name: "rewrite of an encoded prefix", path: "/%6Fld/x", want: "/new/x"},
+	}
+	for _, tc := range tests {
+		for _, via := range viaPaths {
+			t.Run(tc.name+" via "+via.name, func(t *testing.T) {
+				t.Parallel()
+				req, _ := http.NewRequest(via.method, h.front.URL+tc.path, via.body())
+				res, body := get(t, nil, req)
+				if res.StatusCode != 200 || body != tc.want {
+					t.Errorf("%s: upstream saw %q (status %d), want %q", tc.path, body, res.StatusCode, tc.want)
+				}
+			})
+		}
+	}
+}
+
+// timeoutError is a net.Error that timed out, as a read deadline reports.
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "i/o timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	// A real dial that times out: its error is a *net.OpError that also
+	// matches context.DeadlineExceeded.
+	_, dialTimeout := (&net.Dialer{Timeout: time.Nanosecond}).Dial("tcp", "192.0.2.1:80")
+	if !errors.Is(dialTimeout, context.DeadlineExceeded) {
+		t.Fatalf("the dial did not time out: %v", dialTimeout)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	_, refused := net.Dial("tcp", ln.Addr().String())
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want int
+	}{
+		{name: "dial timeout", err: dialTimeout, want: http.StatusBadGateway},
+		{name: "connection refused", err: refused, want: http.StatusBadGateway},
+		{name: "read timeout", err: &net.OpError{Op: "read", Net: "tcp", Err: timeoutError{}}, want: http.StatusGatewayTimeout},
+		{name: "deadline exceeded", err: fmt.Errorf("waiting: %w", context.DeadlineExceeded), want: http.StatusGatewayTimeout},
+		{name: "body too large", err: &http.MaxBytesError{Limit: 1}, want: http.StatusRequestEntityTooLarge},
+		{name: "client gone", ctx: gone, err: errors.New("any"), want: StatusClientClosedRequest},
+		{name: "anything else", err: errMalformedResponse, want: http.StatusBadGateway},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if tc.err == nil {
+				t.Fatal("no error to classify")
+			}
+			ctx := tc.ctx
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			if got, _ := classify(ctx, tc.err); got != tc.want {
+				t.Errorf("classify(%v) = %d, want %d", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReloadIsNeverRevertedByDiscovery(t *testing.T) {
+	t.Parallel()
+	back := named("a")
+	defer back.Close()
+	// Many routes make validating and compiling a configuration slow, which
+	// widens the window a rebuild from a stale configuration would need.
+	var routes strings.Builder
+	for i := 0; i < 2000; i++ {
+		fmt.Fprintf(&routes, "  - {match: {path_prefix: /r%d}, service: svc}\n", i)
+	}
+	base := `
+listeners: [{address: "127.0.0.1:0"}]
+services:
+  svc:
+    instances:
+` + instancesYAML(t, back) + `
+routes:
+` + routes.String()
+	h := newHarness(t, parseConfig(t, base))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.gw.Watch(ctx)
+	snap := staticSnap(parseConfig(t, base))
+	// A discovery update and a Reload wait for the rebuild lock, the update
+	// first. The reloaded configuration must stay in force.
+	for i := 0; i < 5; i++ {
+		next := parseConfig(t, base)
+		h.gw.mu.Lock()
+		h.store.Publish(snap)
+		time.Sleep(5 * time.Millisecond) // the update waits
+		done := make(chan error, 1)
+		go func() { done <- h.gw.Reload(next) }()
+		time.Sleep(50 * time.Millisecond) // and so does Reload
+		h.gw.mu.Unlock()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // the update's rebuild is done
+		h.gw.mu.Lock()
+		got := h.gw.cfg
+		h.gw.mu.Unlock()
+		if got != next || h.gw.Config() != next {
+			t.Fatalf("round %d: the discovery update put back the configuration Reload replaced", i)
+		}
+	}
+}
+
+func TestInstanceState(t *testing.T) {
+	t.Parallel()
+	yamlFor := func(t *testing.T, s *httptest.Server, health string) string {
+		hh, p := hostPort(t, s.URL)
+		return fmt.Sprintf(`
+listeners: [{address: "127.0.0.1:0"}]
+services:
+  svc:
+    instances: [{id: web-1, address: %q, port: %d, health: %s}]
+routes: [{match: {path_prefix: /}, service: svc}]
+`, hh, p, health)
+	}
+	// reload swaps in cfg and its static catalog, as a config file change
+	// with a static catalog does.
+	reload := func(t *testing.T, h *harness, yaml string) {
+		cfg := parseConfig(t, yaml)
+		h.store.Publish(staticSnap(cfg))
+		if err := h.gw.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("address change drops connections to the old address", func(t *testing.T) {
+		t.Parallel()
+		a, b := named("a"), named("b")
+		defer a.Close()
+		defer b.Close()
+		h := newHarness(t, parseConfig(t, yamlFor(t, a, "passing")))
+		do(t, h, "GET", "/", nil) // pools a connection to a
+		old := endpointOf(h, "svc")
+		reload(t, h, yamlFor(t, b, "passing"))
+		for i := 0; i < 3; i++ {
+			if res, _ := do(t, h, "GET", "/", nil); res.Header.Get("X-Backend") != "b" {
+				t.Errorf("request %d after web-1 moved to b went to %q", i, res.Header.Get("X-Backend"))
+			}
+		}
+		old.pool.mu.Lock()
+		closed := old.pool.closed && len(old.pool.idle) == 0
+		old.pool.mu.Unlock()
+		if !closed {
+			t.Errorf("the pool of the old address is still open")
+		}
+	})
+	t.Run("health flap keeps counters", func(t *testing.T) {
+		t.Parallel()
+		a := named("a")
+		defer a.Close()
+		h := newHarness(t, parseConfig(t, yamlFor(t, a, "passing")))
+		do(t, h, "GET", "/", nil)
+		before := endpointOf(h, "svc")
+		reload(t, h, yamlFor(t, a, "critical"))
+		if res, _ := do(t, h, "GET", "/", nil); res.StatusCode != 503 {
+			t.Fatalf("a critical instance got traffic: %d", res.StatusCode)
+		}
+		reload(t, h, yamlFor(t, a, "passing"))
+		do(t, h, "GET", "/", nil)
+		if after := endpointOf(h, "svc"); after != before || after.requests.Load() != 2 {
+			t.Errorf("after a health flap: same state %v, requests %d, want the state kept with 2 requests",
+				after == before, after.requests.Load())
+		}
+	})
+	t.Run("connections returned after Close are closed", func(t *testing.T) {
+		t.Parallel()
+		entered, release := make(chan struct{}), make(chan struct{})
+		a := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			close(entered)
+			<-release
+		}))
+		defer a.Close()
+		h := newHarness(t, parseConfig(t, yamlFor(t, a, "passing")))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			res, err := http.Get(h.front.URL + "/")
+			if err == nil {
+				res.Body.Close()
+			}
+		}()
+		<-entered
+		st := endpointOf(h, "svc")
+		h.gw.Close()
+		close(release)
+		<-done
+		waitFor(t, func() bool { return st.inFlight.Load() == 0 })
+		if n := idleConns(st); n != 0 {
+			t.Errorf("%d connections pooled after Close", n)
+		}
+	})
 }

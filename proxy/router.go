@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -24,6 +25,8 @@ type Route struct {
 	headers    [][2]string // canonical name, value
 	rewrite    bool        // strip or rewrite the prefix
 	newPrefix  string      // replacement for the prefix when rewriting
+	rawPrefix  string      // prefix and newPrefix as a URL path escapes them
+	rawNew     string
 	upstream   *upstream
 	order      int
 }
@@ -141,13 +144,52 @@ func hasPathPrefix(path, prefix string) bool {
 	return path[len(prefix)] == '/'
 }
 
-// rewritePath applies the route's prefix strip or rewrite to path.
-func (rte *Route) rewritePath(path string) string {
-	if !rte.rewrite || !strings.HasPrefix(path, rte.prefix) {
+// rewriteURL applies the route's prefix strip or rewrite to u, which is a
+// copy of the request's URL: both paths to the upstream use it.
+//
+// The route matched the decoded path, so that is what is rewritten. The
+// escaped form the client sent (RawPath, e.g. "/api/a%2Fb") is kept only
+// when it still starts with the prefix as a URL escapes it; otherwise
+// ("/%61pi/x" matched "/api") it is dropped and the path escaped afresh.
+// u.EscapedPath() is what goes on the wire; it also drops a RawPath that
+// is no encoding of Path.
+func (rte *Route) rewriteURL(u *url.URL) {
+	if !rte.rewrite {
+		return
+	}
+	raw := u.RawPath
+	u.Path = replacePrefix(u.Path, rte.prefix, rte.newPrefix)
+	u.RawPath = ""
+	if raw != "" && strings.HasPrefix(raw, rte.rawPrefix) {
+		u.RawPath = replacePrefix(raw, rte.rawPrefix, rte.rawNew)
+	}
+}
+
+// upstreamPath returns the escaped path to send upstream for a request to
+// in, rewritten by the route.
+func (rte *Route) upstreamPath(in *url.URL) string {
+	var p string
+	if rte.rewrite {
+		u := *in
+		rte.rewriteURL(&u)
+		p = u.EscapedPath()
+	} else {
+		p = in.EscapedPath()
+	}
+	if p == "" {
+		return "/"
+	}
+	return p
+}
+
+// replacePrefix replaces prefix at the start of path with np, keeping one
+// "/" between np and the rest; a path without the prefix is returned as
+// it is.
+func replacePrefix(path, prefix, np string) string {
+	if !strings.HasPrefix(path, prefix) {
 		return path
 	}
-	rest := path[len(rte.prefix):]
-	np := rte.newPrefix
+	rest := path[len(prefix):]
 	switch {
 	case np == "" || np == "/":
 		if rest == "" || rest[0] != '/' {
@@ -211,5 +253,7 @@ func compileRoute(i int, rc config.Route, up *upstream) *Route {
 	} else if rc.StripPrefix {
 		rte.rewrite = true
 	}
+	rte.rawPrefix = (&url.URL{Path: rte.prefix}).EscapedPath()
+	rte.rawNew = (&url.URL{Path: rte.newPrefix}).EscapedPath()
 	return rte
 }

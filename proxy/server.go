@@ -141,10 +141,12 @@ func (s *Server) Serve() {
 func (s *Server) Errors() <-chan error { return s.errc }
 
 // Shutdown stops the traffic listeners gracefully: they stop accepting,
-// idle connections close, and in-flight requests (upgraded connections
-// included, through gw) may finish until ctx is done, when the rest are
-// closed. The admin listener stops last. It returns ctx's error when the
-// grace period ran out.
+// idle connections close, and in-flight requests may finish until ctx is
+// done, when the rest are closed. Upgraded connections (WebSocket) are
+// waited for through gw, those whose upstream has yet to agree included;
+// upgrade requests that arrive after Shutdown began are refused. The admin
+// listener stops last. It returns ctx's error when the grace period ran
+// out.
 func (s *Server) Shutdown(ctx context.Context, gw *Gateway) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(s.traffic)+1)

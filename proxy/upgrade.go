@@ -10,30 +10,62 @@ import (
 	"time"
 )
 
-// upgradeTracker keeps the connections that left net/http through a
-// protocol upgrade (WebSocket): http.Server.Shutdown does not see hijacked
-// connections, so the gateway waits for them and closes them itself.
+// upgradeTracker follows WebSocket upgrades from the moment their request
+// is routed until their tunnel closes. http.Server.Shutdown stops seeing a
+// connection once it is hijacked, so the gateway waits for upgrades itself
+// and closes their connections when the grace period runs out.
 type upgradeTracker struct {
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{} // hijacked client connections
+	active   int                   // upgrade requests not yet ended
+	draining bool                  // WaitUpgraded began: new upgrades are refused
+	closing  bool                  // the grace period ran out: tunnels close at once
+	idle     chan struct{}         // closed when active drops to 0 while draining
 }
 
-func (t *upgradeTracker) add(c net.Conn) {
+// begin counts an upgrade request. It reports false once shutdown has
+// begun: the request is then refused, since a tunnel that opened later
+// would escape it.
+func (t *upgradeTracker) begin() bool {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.draining {
+		return false
+	}
+	t.active++
+	return true
+}
+
+// end marks the end of an upgrade request counted by begin.
+func (t *upgradeTracker) end() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.active--
+	if t.active == 0 && t.idle != nil {
+		close(t.idle)
+		t.idle = nil
+	}
+}
+
+// add tracks a hijacked connection. It reports false when the grace
+// period has run out already: the caller closes the connection.
+func (t *upgradeTracker) add(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing {
+		return false
+	}
 	if t.conns == nil {
 		t.conns = make(map[net.Conn]struct{})
 	}
 	t.conns[c] = struct{}{}
-	t.wg.Add(1)
-	t.mu.Unlock()
+	return true
 }
 
-func (t *upgradeTracker) done(c net.Conn) {
+func (t *upgradeTracker) remove(c net.Conn) {
 	t.mu.Lock()
 	delete(t.conns, c)
 	t.mu.Unlock()
-	t.wg.Done()
 }
 
 // Len returns how many upgraded connections are open.
@@ -43,23 +75,36 @@ func (t *upgradeTracker) Len() int {
 	return len(t.conns)
 }
 
-// WaitUpgraded waits until every upgraded connection (WebSocket) has ended
-// or ctx is done; then it closes those still open and returns ctx's error.
+// WaitUpgraded waits until every upgrade (WebSocket) has ended, those still
+// waiting for the upstream's agreement included, or ctx is done; then it
+// closes the connections still open and returns ctx's error. From the call
+// on, new upgrade requests are refused with 503.
 func (g *Gateway) WaitUpgraded(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { g.upgrades.wg.Wait(); close(done) }()
+	t := &g.upgrades
+	t.mu.Lock()
+	t.draining = true
+	if t.active == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	if t.idle == nil {
+		t.idle = make(chan struct{})
+	}
+	idle := t.idle
+	t.mu.Unlock()
 	select {
-	case <-done:
+	case <-idle:
 		return nil
 	case <-ctx.Done():
-		g.upgrades.mu.Lock()
-		for c := range g.upgrades.conns {
-			c.Close()
-		}
-		g.upgrades.mu.Unlock()
-		<-done
-		return ctx.Err()
 	}
+	t.mu.Lock()
+	t.closing = true
+	for c := range t.conns {
+		c.Close()
+	}
+	t.mu.Unlock()
+	<-idle
+	return ctx.Err()
 }
 
 // serveUpgrade completes a protocol switch: it checks the upstream agreed
@@ -83,10 +128,14 @@ func (g *Gateway) serveUpgrade(w http.ResponseWriter, r *http.Request, res *http
 		writeError(w, http.StatusBadGateway, msgUpgradeFailed)
 		return http.StatusBadGateway
 	}
-	g.upgrades.add(conn)
-	defer g.upgrades.done(conn)
 	defer conn.Close()
 	defer backConn.Close()
+	if !g.upgrades.add(conn) {
+		// Shutdown's grace period ran out while the upstream was agreeing:
+		// the tunnel is cut before it opens.
+		return http.StatusSwitchingProtocols
+	}
+	defer g.upgrades.remove(conn)
 	// Clear the deadlines the server set for the request: the tunnel lives
 	// as long as both ends want it.
 	_ = conn.SetDeadline(time.Time{})

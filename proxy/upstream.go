@@ -19,7 +19,8 @@ type upstream struct {
 	cfg       config.Service
 	transport *http.Transport // upgrades, 100-continue and h2c
 	h1        *h1Settings     // everything else over HTTP/1.1
-	endpoints []*endpoint
+	endpoints []*endpoint     // balanced to
+	excluded  []*endpoint     // critical instances, kept for their state
 	balancer  balancer.Balancer
 }
 
@@ -30,9 +31,11 @@ type endpoint struct {
 }
 
 // endpointState is the per-instance state kept across config reloads and
-// discovery changes while the instance stays: requests in flight now, and
-// the totals shown on /admin/instances.
+// discovery changes (health flaps included) while the instance stays at
+// the same address: requests in flight now, and the totals shown on
+// /admin/instances.
 type endpointState struct {
+	hostPort string   // the address pool connects to
 	pool     connPool // idle HTTP/1.1 connections to the instance
 	inFlight atomic.Int64
 	requests atomic.Uint64
