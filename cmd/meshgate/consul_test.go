@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -259,6 +260,17 @@ discovery:
 	}
 	if res, err := http.Get(admin + "/readyz"); err != nil || res.StatusCode != 200 {
 		t.Fatalf("/readyz during the outage: %v %v", res, err)
+	}
+	res, err := http.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"meshgate_discovery_consul_errors_total", "meshgate_discovery_consul_staleness_seconds", `meshgate_discovery_instances{meshgate_health="passing",meshgate_service="orders"`} {
+		if !strings.Contains(string(metricsText), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	// Consul comes back empty (a dev agent forgets everything): the watch

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
@@ -19,6 +20,7 @@ import (
 	"github.com/meshgate/meshgate/deployments"
 	"github.com/meshgate/meshgate/discovery"
 	"github.com/meshgate/meshgate/proxy"
+	"github.com/meshgate/meshgate/telemetry"
 	"github.com/spf13/cobra"
 )
 
@@ -211,7 +213,23 @@ func run(ctx context.Context, opts runOptions) error {
 		return err
 	}
 	defer gw.Close()
-	srv, err := proxy.Listen(cfg, gw, gw.AdminHandler(nil), log)
+	var cur atomic.Pointer[source]
+	metrics, err := telemetry.NewMetrics(nil)
+	if err != nil {
+		return err
+	}
+	defer metrics.Shutdown(context.Background())
+	err = telemetry.RegisterDiscovery(metrics.Meter(), telemetry.DiscoveryState{Store: store, Consul: func() *discovery.ConsulStatus {
+		if s := cur.Load(); s != nil && s.consul != nil {
+			st := s.consul.Status()
+			return &st
+		}
+		return nil
+	}})
+	if err != nil {
+		return err
+	}
+	srv, err := proxy.Listen(cfg, gw, gw.AdminHandler(map[string]http.Handler{"GET /metrics": metrics.Handler()}), log)
 	if err != nil {
 		return err
 	}
@@ -224,7 +242,6 @@ func run(ctx context.Context, opts runOptions) error {
 		srv.Shutdown(context.Background(), gw)
 		return err
 	}
-	var cur atomic.Pointer[source]
 	cur.Store(src)
 	gw.SetDiscoveryStatus(func() any { return cur.Load().status() })
 	defer func() { cur.Load().stop() }()
