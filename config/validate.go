@@ -285,11 +285,12 @@ func (v *validator) loadBalancer(lb *LoadBalancer, p fpath) {
 	}
 }
 
-func (v *validator) instance(in *Instance, p fpath) {
-	ap := p.field("address")
-	switch a := in.Address; {
+// hostAddress checks an address written without a port: an IP address or
+// a host name. want says what is expected when it is missing.
+func (v *validator) hostAddress(ap fpath, a, want string) {
+	switch {
 	case a == "":
-		v.missing(ap, "an IP address or host name")
+		v.missing(ap, want)
 	case validIP(a) || validHostname(a, true):
 	case strings.HasPrefix(a, "[") && strings.HasSuffix(a, "]") && validIP(a[1:len(a)-1]):
 		v.addf(ap, "invalid address %q; write IPv6 addresses without brackets", a)
@@ -298,13 +299,21 @@ func (v *validator) instance(in *Instance, p fpath) {
 	default:
 		v.addf(ap, "invalid address %q; want an IP address or host name", a)
 	}
-	pp := p.field("port")
+}
+
+// port checks a TCP port that must be set.
+func (v *validator) port(pp fpath, port int) {
 	switch {
-	case in.Port == 0 && !v.explicit(pp):
+	case port == 0 && !v.explicit(pp):
 		v.addf(pp, "is required; want a TCP port 1-65535")
-	case in.Port < 1 || in.Port > 65535:
-		v.addf(pp, "%d is out of range; want a TCP port 1-65535", in.Port)
+	case port < 1 || port > 65535:
+		v.addf(pp, "%d is out of range; want a TCP port 1-65535", port)
 	}
+}
+
+func (v *validator) instance(in *Instance, p fpath) {
+	v.hostAddress(p.field("address"), in.Address, "an IP address or host name")
+	v.port(p.field("port"), in.Port)
 	if in.Weight < 0 || in.Weight > MaxWeight {
 		v.addf(p.field("weight"), "%d is out of range; want 1 to %d (0 or unset means %d)", in.Weight, MaxWeight, DefaultWeight)
 	}

@@ -237,10 +237,7 @@ func (v *validator) register(c *Config, p fpath) {
 	}
 
 	ap := p.field("address")
-	switch a := r.Address; {
-	case a == "":
-		v.missing(ap, "the IP address or host name other services reach this instance at")
-	case validIP(a):
+	if a := r.Address; validIP(a) {
 		ip := netip.MustParseAddr(a)
 		switch {
 		case ip.Zone() != "":
@@ -248,22 +245,9 @@ func (v *validator) register(c *Config, p fpath) {
 		case ip.IsUnspecified():
 			v.addf(ap, "address %q cannot be reached by other services; want this instance's own IP address or host name", a)
 		}
-	case validHostname(a, true):
-	case strings.HasPrefix(a, "[") && strings.HasSuffix(a, "]") && validIP(a[1:len(a)-1]):
-		v.addf(ap, "invalid address %q; write IPv6 addresses without brackets", a)
-	case hasPort(a):
-		v.addf(ap, "invalid address %q; want an IP address or host name without a port (set the port in port)", a)
-	default:
-		v.addf(ap, "invalid address %q; want an IP address or host name", a)
 	}
-
-	pp := p.field("port")
-	switch {
-	case r.Port == 0 && !v.explicit(pp):
-		v.addf(pp, "is required; want a TCP port 1-65535")
-	case r.Port < 1 || r.Port > 65535:
-		v.addf(pp, "%d is out of range; want a TCP port 1-65535", r.Port)
-	}
+	v.hostAddress(ap, r.Address, "the IP address or host name other services reach this instance at")
+	v.port(p.field("port"), r.Port)
 
 	idp := p.field("id")
 	switch {

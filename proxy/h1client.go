@@ -597,7 +597,13 @@ func parseStatusLine(line []byte) (major, minor, status int, ok bool) {
 	return major, minor, status, major == 1 && status >= 100
 }
 
-func skipHeader(br *bufio.Reader) error {
+// skipHeader reads past the header of an interim (1xx) response.
+func skipHeader(br *bufio.Reader) error { return readFieldLines(br, "header", nil) }
+
+// readFieldLines reads field lines up to the empty line that ends a header
+// or trailer section, at most maxResponseHeadBytes in all, passing each to
+// each when it is set.
+func readFieldLines(br *bufio.Reader, section string, each func(line []byte) error) error {
 	total := 0
 	for {
 		line, err := readLine(br)
@@ -608,7 +614,12 @@ func skipHeader(br *bufio.Reader) error {
 			return nil
 		}
 		if total += len(line); total > maxResponseHeadBytes {
-			return fmt.Errorf("%w: header too large", errMalformedResponse)
+			return fmt.Errorf("%w: %s too large", errMalformedResponse, section)
+		}
+		if each != nil {
+			if err := each(line); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -779,28 +790,17 @@ func parseContentLength(v string) (int64, bool) {
 // readTrailer reads the trailer section after the last chunk into dst,
 // as trailers of the client response. It is bounded like a response head.
 func readTrailer(br *bufio.Reader, dst http.Header) error {
-	total := 0
-	for {
-		line, err := readLine(br)
-		if err != nil {
-			return err
-		}
-		if len(line) == 0 {
-			return nil
-		}
-		if total += len(line); total > maxResponseHeadBytes {
-			return fmt.Errorf("%w: trailer too large", errMalformedResponse)
-		}
+	return readFieldLines(br, "trailer", func(line []byte) error {
 		k, v, ok := cutColon(string(line))
 		if !ok {
 			return fmt.Errorf("%w: trailer line without a colon", errMalformedResponse)
 		}
 		k = textproto.CanonicalMIMEHeaderKey(k)
-		if isHopHeader(k) || k == "Content-Length" {
-			continue
+		if !isHopHeader(k) && k != "Content-Length" {
+			dst[http.TrailerPrefix+k] = append(dst[http.TrailerPrefix+k], v)
 		}
-		dst[http.TrailerPrefix+k] = append(dst[http.TrailerPrefix+k], v)
-	}
+		return nil
+	})
 }
 
 func cutColon(s string) (string, string, bool) {
