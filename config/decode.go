@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -276,6 +277,32 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, p fpath, line int) {
 			return
 		}
 		v.Set(x.Elem())
+	case reflect.Float32, reflect.Float64:
+		tag := n.ShortTag()
+		if n.Kind != yaml.ScalarNode || tag != "!!float" && tag != "!!int" {
+			hint := quotedHint(n, "!!float")
+			if hint == "" {
+				hint = quotedHint(n, "!!int")
+			}
+			d.fail(line, p, "want a number, got "+describe(n)+hint)
+			return
+		}
+		var f float64
+		if err := n.Decode(&f); err != nil {
+			d.fail(line, p, fmt.Sprintf("invalid number %s", strconv.Quote(shorten(n.Value))))
+			return
+		}
+		// .inf and .nan are YAML floats, but no setting means them, and
+		// NaN would slip through every range check.
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			d.fail(line, p, "want a finite number, got "+shorten(n.Value))
+			return
+		}
+		if v.OverflowFloat(f) {
+			d.fail(line, p, fmt.Sprintf("number %s is too large", shorten(n.Value)))
+			return
+		}
+		v.SetFloat(f)
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {

@@ -97,6 +97,116 @@ const (
 	DefaultHealth = HealthPassing
 )
 
+// Defaults and limits of Retry (a service's retry). per_try_timeout has no
+// constant: it defaults to the service's timeouts.response_header.
+const (
+	// DefaultRetryAttempts is retry.attempts, the tries per request with
+	// the first included: 3.
+	DefaultRetryAttempts = 3
+	// MaxRetryAttempts is the largest retry.attempts: 10.
+	MaxRetryAttempts = 10
+	// MaxPerTryTimeout is the longest retry.per_try_timeout: 10m.
+	MaxPerTryTimeout = Duration(10 * time.Minute)
+	// DefaultRetryBackoffBase is retry.backoff_base: 25ms.
+	DefaultRetryBackoffBase = Duration(25 * time.Millisecond)
+	// DefaultRetryBackoffMax is retry.backoff_max: 250ms.
+	DefaultRetryBackoffMax = Duration(250 * time.Millisecond)
+	// MaxRetryBackoff is the longest retry.backoff_base and
+	// retry.backoff_max: 1m.
+	MaxRetryBackoff = Duration(time.Minute)
+	// DefaultRetryAfterMax is retry.retry_after_max: 1s.
+	DefaultRetryAfterMax = Duration(time.Second)
+	// MaxRetryAfterMax is the largest retry.retry_after_max: 1m.
+	MaxRetryAfterMax = Duration(time.Minute)
+	// DefaultReplayLimit is retry.replay_limit: 64KiB.
+	DefaultReplayLimit = Size(64 << 10)
+	// MaxReplayLimit is the largest retry.replay_limit: 16MiB.
+	MaxReplayLimit = Size(16 << 20)
+	// DefaultRetryBudgetRatio is retry.budget.ratio: 0.2, a fifth of the
+	// requests.
+	DefaultRetryBudgetRatio = 0.2
+	// DefaultRetryBudgetMinPerSecond is retry.budget.min_per_second: 10.
+	DefaultRetryBudgetMinPerSecond = 10
+	// MaxRetryBudgetMinPerSecond is the largest
+	// retry.budget.min_per_second: 10000.
+	MaxRetryBudgetMinPerSecond = 10000
+	// DefaultRetryBudgetWindow is retry.budget.window: 10s.
+	DefaultRetryBudgetWindow = Duration(10 * time.Second)
+	// MinRetryBudgetWindow is the shortest retry.budget.window: 1s.
+	MinRetryBudgetWindow = Duration(time.Second)
+	// MaxRetryBudgetWindow is the longest retry.budget.window: 5m.
+	MaxRetryBudgetWindow = Duration(5 * time.Minute)
+)
+
+// DefaultRetryStatuses returns retry.statuses when the file leaves it out:
+// 502, 503 and 504, the statuses of a gateway that could not get an
+// answer. Each call returns a new slice.
+func DefaultRetryStatuses() []int {
+	return []int{502, 503, 504}
+}
+
+// Defaults and limits of CircuitBreaker (a service's circuit_breaker).
+const (
+	// DefaultBreakerConsecutiveFailures is
+	// circuit_breaker.consecutive_failures: 5.
+	DefaultBreakerConsecutiveFailures = 5
+	// MaxBreakerConsecutiveFailures is the largest
+	// circuit_breaker.consecutive_failures: 1000.
+	MaxBreakerConsecutiveFailures = 1000
+	// DefaultBreakerFailureRatio is circuit_breaker.failure_ratio: 0.5.
+	DefaultBreakerFailureRatio = 0.5
+	// DefaultBreakerMinRequests is circuit_breaker.min_requests: 20.
+	DefaultBreakerMinRequests = 20
+	// MaxBreakerMinRequests is the largest circuit_breaker.min_requests:
+	// 100000.
+	MaxBreakerMinRequests = 100000
+	// DefaultBreakerWindow is circuit_breaker.window: 10s.
+	DefaultBreakerWindow = Duration(10 * time.Second)
+	// DefaultBreakerOpenTime is circuit_breaker.open_time: 10s.
+	DefaultBreakerOpenTime = Duration(10 * time.Second)
+	// MinBreakerTime is the shortest circuit_breaker.window and
+	// circuit_breaker.open_time: 100ms.
+	MinBreakerTime = Duration(100 * time.Millisecond)
+	// MaxBreakerTime is the longest circuit_breaker.window and
+	// circuit_breaker.open_time: 1h.
+	MaxBreakerTime = Duration(time.Hour)
+	// DefaultBreakerHalfOpenRequests is circuit_breaker.half_open_requests: 1.
+	DefaultBreakerHalfOpenRequests = 1
+	// MaxBreakerHalfOpenRequests is the largest
+	// circuit_breaker.half_open_requests: 100.
+	MaxBreakerHalfOpenRequests = 100
+)
+
+// Defaults and limits of OutlierDetection (a service's outlier_detection).
+const (
+	// DefaultOutlierConsecutiveFailures is
+	// outlier_detection.consecutive_failures: 5.
+	DefaultOutlierConsecutiveFailures = 5
+	// MaxOutlierConsecutiveFailures is the largest
+	// outlier_detection.consecutive_failures: 1000.
+	MaxOutlierConsecutiveFailures = 1000
+	// DefaultBaseEjectionTime is outlier_detection.base_ejection_time: 30s.
+	DefaultBaseEjectionTime = Duration(30 * time.Second)
+	// MinBaseEjectionTime is the shortest
+	// outlier_detection.base_ejection_time: 100ms.
+	MinBaseEjectionTime = Duration(100 * time.Millisecond)
+	// MaxBaseEjectionTime is the longest
+	// outlier_detection.base_ejection_time: 1h.
+	MaxBaseEjectionTime = Duration(time.Hour)
+	// DefaultMaxEjectionTime is outlier_detection.max_ejection_time: 5m.
+	DefaultMaxEjectionTime = Duration(5 * time.Minute)
+	// MaxMaxEjectionTime is the longest outlier_detection.max_ejection_time:
+	// 24h.
+	MaxMaxEjectionTime = Duration(24 * time.Hour)
+	// DefaultMaxEjectionPercent is outlier_detection.max_ejection_percent: 50.
+	DefaultMaxEjectionPercent = 50
+)
+
+// MaxRouteTimeout is the longest route timeout: 1h. A route's timeout and
+// max_concurrent_requests of services and listeners have no default: 0
+// means no limit.
+const MaxRouteTimeout = Duration(time.Hour)
+
 // Defaults and limits of Consul (discovery.consul).
 const (
 	// DefaultConsulWait is discovery.consul.wait, the blocking query's
@@ -189,9 +299,13 @@ const DefaultPathPrefix = "/"
 // An Instance weight of 0 always becomes 1, in files too: 0 is not a way
 // to drain an instance (set its health to critical for that).
 //
-// In Go a zero value cannot say "explicitly zero": discovery.consul's
-// min_interval, which may be 0 in a file, becomes 100ms here when it is
-// 0. Set it to 0 after SetDefaults to turn the pause off.
+// In Go a zero value cannot say "explicitly zero": fields that may be 0
+// in a file get their default here when they are 0. They are
+// discovery.consul's min_interval and, in services, retry's
+// retry_after_max and replay_limit, retry.budget's ratio and
+// min_per_second and outlier_detection's max_ejection_percent. Set them
+// to 0 after SetDefaults to mean 0. A nil retry.statuses gets the
+// default statuses; an empty, non-nil one is kept (retry no status).
 func (c *Config) SetDefaults() {
 	applyDefaults(c, func(_ fpath, zero bool) bool { return !zero })
 }
@@ -241,6 +355,8 @@ func applyDefaults(c *Config, isSet func(p fpath, zero bool) bool) {
 		if !isSet(p.field("max_idle_conns_per_instance"), s.MaxIdleConnsPerInstance == 0) {
 			s.MaxIdleConnsPerInstance = DefaultMaxIdleConnsPerInstance
 		}
+		// After the timeouts: the per-try timeout defaults to response_header.
+		resilienceDefaults(&s, p, isSet)
 		ip := p.field("instances")
 		for i := range s.Instances {
 			in := &s.Instances[i]
@@ -278,6 +394,48 @@ func applyDefaults(c *Config, isSet func(p fpath, zero bool) bool) {
 	if c.Register != nil {
 		registerDefaults(c.Register, root.field("register"), isSet)
 	}
+}
+
+// resilienceDefaults fills a service's retry, circuit_breaker and
+// outlier_detection; s.Timeouts must be filled already.
+func resilienceDefaults(s *Service, p fpath, isSet func(fpath, bool) bool) {
+	rp := p.field("retry")
+	r := &s.Retry
+	integer(isSet, rp.field("attempts"), &r.Attempts, DefaultRetryAttempts)
+	if !isSet(rp.field("statuses"), r.Statuses == nil) {
+		r.Statuses = DefaultRetryStatuses()
+	}
+	duration(isSet, rp.field("per_try_timeout"), &r.PerTryTimeout, s.Timeouts.ResponseHeader)
+	duration(isSet, rp.field("backoff_base"), &r.BackoffBase, DefaultRetryBackoffBase)
+	duration(isSet, rp.field("backoff_max"), &r.BackoffMax, DefaultRetryBackoffMax)
+	duration(isSet, rp.field("retry_after_max"), &r.RetryAfterMax, DefaultRetryAfterMax)
+	if !isSet(rp.field("replay_limit"), r.ReplayLimit == 0) {
+		r.ReplayLimit = DefaultReplayLimit
+	}
+	bp := rp.field("budget")
+	if !isSet(bp.field("ratio"), r.Budget.Ratio == 0) {
+		r.Budget.Ratio = DefaultRetryBudgetRatio
+	}
+	integer(isSet, bp.field("min_per_second"), &r.Budget.MinPerSecond, DefaultRetryBudgetMinPerSecond)
+	duration(isSet, bp.field("window"), &r.Budget.Window, DefaultRetryBudgetWindow)
+
+	cp := p.field("circuit_breaker")
+	cb := &s.CircuitBreaker
+	integer(isSet, cp.field("consecutive_failures"), &cb.ConsecutiveFailures, DefaultBreakerConsecutiveFailures)
+	if !isSet(cp.field("failure_ratio"), cb.FailureRatio == 0) {
+		cb.FailureRatio = DefaultBreakerFailureRatio
+	}
+	integer(isSet, cp.field("min_requests"), &cb.MinRequests, DefaultBreakerMinRequests)
+	duration(isSet, cp.field("window"), &cb.Window, DefaultBreakerWindow)
+	duration(isSet, cp.field("open_time"), &cb.OpenTime, DefaultBreakerOpenTime)
+	integer(isSet, cp.field("half_open_requests"), &cb.HalfOpenRequests, DefaultBreakerHalfOpenRequests)
+
+	op := p.field("outlier_detection")
+	od := &s.OutlierDetection
+	integer(isSet, op.field("consecutive_failures"), &od.ConsecutiveFailures, DefaultOutlierConsecutiveFailures)
+	duration(isSet, op.field("base_ejection_time"), &od.BaseEjectionTime, DefaultBaseEjectionTime)
+	duration(isSet, op.field("max_ejection_time"), &od.MaxEjectionTime, DefaultMaxEjectionTime)
+	integer(isSet, op.field("max_ejection_percent"), &od.MaxEjectionPercent, DefaultMaxEjectionPercent)
 }
 
 // consulDefaults fills discovery.consul. The connection (address, token,
@@ -319,6 +477,12 @@ func registerDefaults(r *Register, p fpath, isSet func(fpath, bool) bool) {
 func duration(isSet func(fpath, bool) bool, p fpath, d *Duration, def Duration) {
 	if !isSet(p, *d == 0) {
 		*d = def
+	}
+}
+
+func integer(isSet func(fpath, bool) bool, p fpath, n *int, def int) {
+	if !isSet(p, *n == 0) {
+		*n = def
 	}
 }
 

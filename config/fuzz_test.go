@@ -11,7 +11,7 @@ import (
 
 // FuzzLoad feeds arbitrary bytes to Parse. Parse must not panic; a config
 // it accepts must pass Validate and be left unchanged by SetDefaults (but
-// for an explicit discovery.consul.min_interval of 0); a
+// for the explicit zeros that SetDefaults documents; see keepFileZeros); a
 // rejection must be a non-empty Errors whose entries each name the file
 // and fit on one line.
 func FuzzLoad(f *testing.F) {
@@ -47,11 +47,7 @@ func FuzzLoad(f *testing.F) {
 				cc.Token = c.Discovery.Consul.Token
 			}
 			again.SetDefaults()
-			// A file may set min_interval to 0, which a Go value cannot
-			// tell from unset (see SetDefaults).
-			if cc := c.Discovery.Consul; cc != nil && cc.MinInterval == 0 {
-				again.Discovery.Consul.MinInterval = 0
-			}
+			keepFileZeros(again, c)
 			if !reflect.DeepEqual(again, c) {
 				t.Fatalf("SetDefaults changed a parsed config:\n%+v\n%+v", c, again)
 			}
@@ -80,4 +76,32 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// keepFileZeros sets back to 0 in again the fields that a file may set to
+// 0 and SetDefaults, which cannot tell 0 from unset, has defaulted (see
+// SetDefaults).
+func keepFileZeros(again, c *Config) {
+	if cc := c.Discovery.Consul; cc != nil && cc.MinInterval == 0 {
+		again.Discovery.Consul.MinInterval = 0
+	}
+	for name, s := range c.Services {
+		a := again.Services[name]
+		if s.Retry.RetryAfterMax == 0 {
+			a.Retry.RetryAfterMax = 0
+		}
+		if s.Retry.ReplayLimit == 0 {
+			a.Retry.ReplayLimit = 0
+		}
+		if s.Retry.Budget.Ratio == 0 {
+			a.Retry.Budget.Ratio = 0
+		}
+		if s.Retry.Budget.MinPerSecond == 0 {
+			a.Retry.Budget.MinPerSecond = 0
+		}
+		if s.OutlierDetection.MaxEjectionPercent == 0 {
+			a.OutlierDetection.MaxEjectionPercent = 0
+		}
+		again.Services[name] = a
+	}
 }

@@ -167,8 +167,47 @@ func TestFullValues(t *testing.T) {
 		t.Errorf("products timeouts = %+v, want %+v", got, want)
 	}
 
+	if got, want := products.Retry, (Retry{
+		Attempts: 4, Statuses: []int{429, 502, 503}, PerTryTimeout: Duration(3 * time.Second),
+		BackoffBase: Duration(50 * time.Millisecond), BackoffMax: Duration(500 * time.Millisecond),
+		RetryAfterMax: Duration(2 * time.Second), ReplayLimit: 1 << 20,
+		Budget: RetryBudget{Ratio: 0.1, MinPerSecond: 5, Window: Duration(30 * time.Second)},
+	}); !reflect.DeepEqual(got, want) {
+		t.Errorf("products retry = %+v, want %+v", got, want)
+	}
+	if got, want := products.CircuitBreaker, (CircuitBreaker{
+		ConsecutiveFailures: 10, FailureRatio: 0.25, MinRequests: 50,
+		Window: Duration(30 * time.Second), OpenTime: Duration(5 * time.Second), HalfOpenRequests: 3,
+	}); got != want {
+		t.Errorf("products circuit_breaker = %+v, want %+v", got, want)
+	}
+	if got, want := products.OutlierDetection, (OutlierDetection{
+		ConsecutiveFailures: 3, BaseEjectionTime: Duration(10 * time.Second), MaxEjectionTime: Duration(2 * time.Minute), MaxEjectionPercent: 34,
+	}); got != want {
+		t.Errorf("products outlier_detection = %+v, want %+v", got, want)
+	}
+	if products.MaxConcurrentRequests != 500 || c.Listeners[1].MaxConcurrentRequests != 2000 || c.Listeners[0].MaxConcurrentRequests != 0 {
+		t.Errorf("max_concurrent_requests: service %d, listeners %d and %d",
+			products.MaxConcurrentRequests, c.Listeners[0].MaxConcurrentRequests, c.Listeners[1].MaxConcurrentRequests)
+	}
+	if r := c.Routes[2]; r.Timeout != Duration(15*time.Second) || !r.RetryNonIdempotent {
+		t.Errorf("routes[2] timeout = %v, retry_non_idempotent = %v", r.Timeout, r.RetryNonIdempotent)
+	}
+	if r := c.Routes[0]; r.Timeout != 0 || r.RetryNonIdempotent {
+		t.Errorf("routes[0] timeout = %v, retry_non_idempotent = %v; want no defaults", r.Timeout, r.RetryNonIdempotent)
+	}
+
 	// A service that sets only some fields gets defaults for the rest.
 	carts := c.Services["carts"]
+	// An explicit empty statuses list is kept: retry no status.
+	if got := carts.Retry; got.Attempts != 1 || got.Statuses == nil || len(got.Statuses) != 0 ||
+		got.PerTryTimeout != DefaultResponseHeaderTimeout || got.Budget.Ratio != DefaultRetryBudgetRatio {
+		t.Errorf("carts retry = %+v", got)
+	}
+	if cb, od := carts.CircuitBreaker, carts.OutlierDetection; !cb.Disabled || !od.Disabled ||
+		cb.ConsecutiveFailures != DefaultBreakerConsecutiveFailures || od.MaxEjectionPercent != DefaultMaxEjectionPercent {
+		t.Errorf("carts circuit_breaker = %+v, outlier_detection = %+v", cb, od)
+	}
 	if carts.Protocol != "h2c" || carts.MaxIdleConnsPerInstance != 256 ||
 		carts.Timeouts != (Timeouts{Connect: Duration(2 * time.Second), ResponseHeader: Duration(30 * time.Second), IdleConn: Duration(90 * time.Second)}) {
 		t.Errorf("carts = %+v", carts)
@@ -204,6 +243,7 @@ func TestFullUsesEveryField(t *testing.T) {
 		reflect.TypeFor[Config](), reflect.TypeFor[Listener](), reflect.TypeFor[TLS](), reflect.TypeFor[Admin](),
 		reflect.TypeFor[Server](), reflect.TypeFor[Service](), reflect.TypeFor[Instance](), reflect.TypeFor[LoadBalancer](),
 		reflect.TypeFor[HashOn](), reflect.TypeFor[Timeouts](), reflect.TypeFor[Route](), reflect.TypeFor[Match](),
+		reflect.TypeFor[Retry](), reflect.TypeFor[RetryBudget](), reflect.TypeFor[CircuitBreaker](), reflect.TypeFor[OutlierDetection](),
 	} {
 		for i := range typ.NumField() {
 			if key := typ.Name() + "." + typ.Field(i).Name; !full[key] {
@@ -385,6 +425,106 @@ register:
 	}
 	if c.Discovery.Consul != nil || c.Register != nil {
 		t.Errorf("discovery.consul = %+v, register = %+v; want both nil", c.Discovery.Consul, c.Register)
+	}
+}
+
+// defaultResilience returns the retry, circuit_breaker and
+// outlier_detection defaults of a service whose response_header timeout
+// is rh.
+func defaultResilience(rh Duration) (Retry, CircuitBreaker, OutlierDetection) {
+	return Retry{
+			Attempts:      3,
+			Statuses:      []int{502, 503, 504},
+			PerTryTimeout: rh,
+			BackoffBase:   Duration(25 * time.Millisecond),
+			BackoffMax:    Duration(250 * time.Millisecond),
+			RetryAfterMax: Duration(time.Second),
+			ReplayLimit:   64 << 10,
+			Budget:        RetryBudget{Ratio: 0.2, MinPerSecond: 10, Window: Duration(10 * time.Second)},
+		}, CircuitBreaker{
+			ConsecutiveFailures: 5,
+			FailureRatio:        0.5,
+			MinRequests:         20,
+			Window:              Duration(10 * time.Second),
+			OpenTime:            Duration(10 * time.Second),
+			HalfOpenRequests:    1,
+		}, OutlierDetection{
+			ConsecutiveFailures: 5,
+			BaseEjectionTime:    Duration(30 * time.Second),
+			MaxEjectionTime:     Duration(5 * time.Minute),
+			MaxEjectionPercent:  50,
+		}
+}
+
+// TestResilienceDefaults checks the defaults of retry, circuit_breaker,
+// outlier_detection and the limits as a file gets them: written out as
+// numbers, not through the constants, so that a changed constant shows.
+func TestResilienceDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("resilience.yaml", []byte(`
+listeners: [{address: ":8080"}]
+services:
+  plain: {}
+  fast:
+    timeouts: {response_header: 2s}
+    retry: {budget: {}}
+    circuit_breaker: {disabled: true}
+  zeros:
+    retry:
+      statuses: []
+      retry_after_max: 0
+      replay_limit: 0
+      budget: {ratio: 0, min_per_second: 0}
+    outlier_detection: {max_ejection_percent: 0}
+  nulls:
+    retry: {attempts: ~, statuses: ~, per_try_timeout: ~}
+    circuit_breaker: ~
+routes:
+  - service: plain
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rh := range map[string]Duration{"plain": Duration(30 * time.Second), "fast": Duration(2 * time.Second), "nulls": Duration(30 * time.Second)} {
+		s := c.Services[name]
+		retry, cb, od := defaultResilience(rh)
+		cb.Disabled = name == "fast"
+		if !reflect.DeepEqual(s.Retry, retry) {
+			t.Errorf("%s: retry = %+v\nwant %+v", name, s.Retry, retry)
+		}
+		if s.CircuitBreaker != cb {
+			t.Errorf("%s: circuit_breaker = %+v\nwant %+v", name, s.CircuitBreaker, cb)
+		}
+		if s.OutlierDetection != od {
+			t.Errorf("%s: outlier_detection = %+v\nwant %+v", name, s.OutlierDetection, od)
+		}
+		if s.MaxConcurrentRequests != 0 {
+			t.Errorf("%s: max_concurrent_requests = %d, want 0 (no limit)", name, s.MaxConcurrentRequests)
+		}
+	}
+
+	// Explicit zeros that mean something are kept.
+	zeros := c.Services["zeros"]
+	retry, _, od := defaultResilience(Duration(30 * time.Second))
+	retry.Statuses = []int{}
+	retry.RetryAfterMax, retry.ReplayLimit, retry.Budget.Ratio, retry.Budget.MinPerSecond = 0, 0, 0, 0
+	od.MaxEjectionPercent = 0
+	if !reflect.DeepEqual(zeros.Retry, retry) {
+		t.Errorf("zeros: retry = %+v\nwant %+v", zeros.Retry, retry)
+	}
+	if zeros.OutlierDetection != od {
+		t.Errorf("zeros: outlier_detection = %+v\nwant %+v", zeros.OutlierDetection, od)
+	}
+
+	// Listeners and routes get no limits.
+	if l, r := c.Listeners[0], c.Routes[0]; l.MaxConcurrentRequests != 0 || r.Timeout != 0 || r.RetryNonIdempotent {
+		t.Errorf("listener %+v, route %+v; want no limits", l, r)
+	}
+
+	// The default statuses are not shared between services.
+	c.Services["plain"].Retry.Statuses[0] = 500
+	if got := c.Services["fast"].Retry.Statuses[0]; got != 502 {
+		t.Errorf("changing one service's statuses changed another's: %d", got)
 	}
 }
 

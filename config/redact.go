@@ -46,6 +46,7 @@ func (c *Config) clone() *Config {
 				h := *s.LoadBalancer.HashOn
 				s.LoadBalancer.HashOn = &h
 			}
+			s.Retry.Statuses = slices.Clone(s.Retry.Statuses)
 			s.Instances = slices.Clone(s.Instances)
 			for i := range s.Instances {
 				in := &s.Instances[i]

@@ -141,11 +141,43 @@ func schemaDefaults() map[string]map[string]any {
 			"drain_delay":         DefaultDrainDelay.String(),
 			"grace_period":        DefaultGracePeriod.String(),
 		},
+		"Listener": {"max_concurrent_requests": 0},
 		"Service": {
 			"protocol":                    DefaultProtocol,
+			"max_concurrent_requests":     0,
 			"max_idle_conns_per_instance": DefaultMaxIdleConnsPerInstance,
 		},
+		"Retry": {
+			"attempts":        DefaultRetryAttempts,
+			"statuses":        DefaultRetryStatuses(),
+			"backoff_base":    DefaultRetryBackoffBase.String(),
+			"backoff_max":     DefaultRetryBackoffMax.String(),
+			"retry_after_max": DefaultRetryAfterMax.String(),
+			"replay_limit":    DefaultReplayLimit.String(),
+		},
+		"RetryBudget": {
+			"ratio":          DefaultRetryBudgetRatio,
+			"min_per_second": DefaultRetryBudgetMinPerSecond,
+			"window":         DefaultRetryBudgetWindow.String(),
+		},
+		"CircuitBreaker": {
+			"disabled":             false,
+			"consecutive_failures": DefaultBreakerConsecutiveFailures,
+			"failure_ratio":        DefaultBreakerFailureRatio,
+			"min_requests":         DefaultBreakerMinRequests,
+			"window":               DefaultBreakerWindow.String(),
+			"open_time":            DefaultBreakerOpenTime.String(),
+			"half_open_requests":   DefaultBreakerHalfOpenRequests,
+		},
+		"OutlierDetection": {
+			"disabled":             false,
+			"consecutive_failures": DefaultOutlierConsecutiveFailures,
+			"base_ejection_time":   DefaultBaseEjectionTime.String(),
+			"max_ejection_time":    DefaultMaxEjectionTime.String(),
+			"max_ejection_percent": DefaultMaxEjectionPercent,
+		},
 		"LoadBalancer": {"policy": DefaultPolicy},
+		"Route":        {"timeout": Duration(0).String(), "retry_non_idempotent": false},
 		"Timeouts": {
 			"connect":         DefaultConnectTimeout.String(),
 			"response_header": DefaultResponseHeaderTimeout.String(),
@@ -244,6 +276,20 @@ func refineSchema(s *jsonschema.Schema) error {
 		return err
 	}
 	methods.Items.Pattern = "^[!#$%&'*+.^_`|~0-9A-Z-]+$"
+
+	// Retried statuses: 408, 429 and 500-599.
+	retry, err := def("Retry")
+	if err != nil {
+		return err
+	}
+	statuses, err := prop(retry, "statuses")
+	if err != nil {
+		return err
+	}
+	statuses.Items.AnyOf = []*jsonschema.Schema{
+		{Enum: []any{408, 429}},
+		{Minimum: json.Number("500"), Maximum: json.Number("599")},
+	}
 
 	// register needs discovery.consul, the agent it registers with.
 	registerSet := &jsonschema.Schema{Required: []string{"register"}}

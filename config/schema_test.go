@@ -189,6 +189,13 @@ func TestSchemaRejectsInvalidFiles(t *testing.T) {
 		"register_without_consul",         // register without discovery.consul
 		"register_check_default_interval", // path without a leading /
 		"consul_address_url",              // ftp check url
+		"retry_attempts",                  // attempts 0 and 11
+		"retry_statuses",                  // 404, a duplicate, a number for a list
+		"retry_budget",                    // ratio 1.5, min_per_second 20000
+		"breaker_fields",                  // failure_ratio 0, min_requests 200000
+		"outlier_fields",                  // consecutive_failures 1001, max_ejection_percent 101
+		"concurrency_limits",              // max_concurrent_requests -1
+		"route_timeout",                   // "-1s" and "30" are not durations
 	} {
 		file := filepath.Join("testdata", "invalid", name+".yaml")
 		if err := s.Validate(yamlToJSONValue(t, file)); err == nil {

@@ -169,6 +169,10 @@ type Listener struct {
 	// TLS, when set, serves HTTPS with HTTP/2 and HTTP/1.1 (ALPN).
 	// Exclusive with h2c.
 	TLS *TLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// MaxConcurrentRequests bounds the requests in flight on this
+	// listener; beyond it requests are shed with 503 and Retry-After
+	// rather than queued. 0 (the default) means no limit; not negative.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests,omitempty" json:"max_concurrent_requests,omitempty" jsonschema:"minimum=0"`
 	// H2C also accepts cleartext HTTP/2 (prior knowledge) on a plain listener,
 	// for gRPC clients inside the mesh.
 	H2C bool `yaml:"h2c,omitempty" json:"h2c,omitempty"`
@@ -234,9 +238,115 @@ type Service struct {
 	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty" jsonschema:"enum=http1,enum=h2c"`
 	// Timeouts for calls to this service. Each must be greater than 0.
 	Timeouts Timeouts `yaml:"timeouts,omitempty" json:"timeouts,omitempty"`
+	// Retry decides when a failed attempt is tried again on another
+	// instance.
+	Retry Retry `yaml:"retry,omitempty" json:"retry,omitempty"`
+	// CircuitBreaker trips per instance after failures and skips the
+	// instance until half-open probes succeed.
+	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker,omitempty" json:"circuit_breaker,omitempty"`
+	// OutlierDetection ejects instances that fail in a row, passively.
+	OutlierDetection OutlierDetection `yaml:"outlier_detection,omitempty" json:"outlier_detection,omitempty"`
+	// MaxConcurrentRequests bounds the requests in flight to the service
+	// (a bulkhead); beyond it requests are shed with 503 and Retry-After.
+	// 0 (the default) means no limit; not negative.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests,omitempty" json:"max_concurrent_requests,omitempty" jsonschema:"minimum=0"`
 	// MaxIdleConnsPerInstance bounds the keep-alive pool to each instance.
 	// Default 256; at least 1.
 	MaxIdleConnsPerInstance int `yaml:"max_idle_conns_per_instance,omitempty" json:"max_idle_conns_per_instance,omitempty" jsonschema:"minimum=1"`
+}
+
+// Retry is a service's retry policy. Only idempotent requests (GET, HEAD,
+// OPTIONS, TRACE, PUT, DELETE), requests with an Idempotency-Key header
+// and requests of routes with retry_non_idempotent are retried, and never
+// once a response byte has reached the client.
+type Retry struct {
+	// Attempts is the total number of tries, first included, 1-10.
+	// Default 3. 1 disables retries.
+	Attempts int `yaml:"attempts,omitempty" json:"attempts,omitempty" jsonschema:"minimum=1,maximum=10"`
+	// Statuses are the upstream statuses that are retried: each 408, 429
+	// or 500-599, listed once. Default [502, 503, 504]; an empty list
+	// retries no status. Connect failures, resets before any response
+	// byte and per-try timeouts are always retried.
+	Statuses []int `yaml:"statuses,omitempty" json:"statuses,omitempty" jsonschema:"uniqueItems=true,minimum=408,maximum=599"`
+	// PerTryTimeout bounds one attempt up to the response headers; past
+	// it the attempt counts as failed and is retried. Greater than 0, at
+	// most 10m. Default: the service's timeouts.response_header.
+	PerTryTimeout Duration `yaml:"per_try_timeout,omitempty" json:"per_try_timeout,omitempty"`
+	// BackoffBase is the first back-off between tries; it doubles per
+	// retry up to backoff_max, with full jitter. Greater than 0, at most
+	// 1m. Default 25ms.
+	BackoffBase Duration `yaml:"backoff_base,omitempty" json:"backoff_base,omitempty"`
+	// BackoffMax caps the back-off: at least backoff_base, at most 1m.
+	// Default 250ms.
+	BackoffMax Duration `yaml:"backoff_max,omitempty" json:"backoff_max,omitempty"`
+	// RetryAfterMax caps how long a Retry-After header of a retried
+	// response is honoured; a longer one is not retried. 0-1m; 0 retries
+	// no response that asks to wait. Default 1s.
+	RetryAfterMax Duration `yaml:"retry_after_max,omitempty" json:"retry_after_max,omitempty"`
+	// ReplayLimit is the largest request body buffered so that it can be
+	// sent again; larger bodies are streamed and not retried. 0-16MiB; 0
+	// retries only requests without a body. Default 64KiB.
+	ReplayLimit Size `yaml:"replay_limit,omitempty" json:"replay_limit,omitempty"`
+	// Budget bounds retries so that they can never multiply the load on a
+	// failing service.
+	Budget RetryBudget `yaml:"budget,omitempty" json:"budget,omitempty"`
+}
+
+// RetryBudget allows retries up to ratio of the requests of the last
+// window, plus min_per_second, as Linkerd and Finagle do. A request denied a
+// retry gets the upstream's answer.
+type RetryBudget struct {
+	// Ratio of retries to requests, 0-1. Default 0.2.
+	Ratio float64 `yaml:"ratio,omitempty" json:"ratio,omitempty" jsonschema:"minimum=0,maximum=1"`
+	// MinPerSecond retries are always allowed, so that a quiet service can
+	// still retry. 0-10000. Default 10.
+	MinPerSecond int `yaml:"min_per_second,omitempty" json:"min_per_second,omitempty" jsonschema:"minimum=0,maximum=10000"`
+	// Window over which requests and retries are counted, 1s-5m.
+	// Default 10s.
+	Window Duration `yaml:"window,omitempty" json:"window,omitempty"`
+}
+
+// CircuitBreaker configures the per-instance breakers (sony/gobreaker).
+// An open breaker's instance gets no traffic; when every instance's
+// breaker is open the gateway answers 503 at once, with Retry-After.
+type CircuitBreaker struct {
+	// Disabled turns breakers off for the service.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// ConsecutiveFailures trips the breaker, 1-1000. Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures,omitempty" json:"consecutive_failures,omitempty" jsonschema:"minimum=1,maximum=1000"`
+	// FailureRatio trips the breaker once at least min_requests were seen
+	// in the window: greater than 0, at most 1. Default 0.5.
+	FailureRatio float64 `yaml:"failure_ratio,omitempty" json:"failure_ratio,omitempty" jsonschema:"exclusiveMinimum=0,maximum=1"`
+	// MinRequests before failure_ratio applies, 1-100000. Default 20.
+	MinRequests int `yaml:"min_requests,omitempty" json:"min_requests,omitempty" jsonschema:"minimum=1,maximum=100000"`
+	// Window after which a closed breaker's counts start over, 100ms-1h.
+	// Default 10s.
+	Window Duration `yaml:"window,omitempty" json:"window,omitempty"`
+	// OpenTime is how long a tripped breaker stays open before half-open
+	// probes, 100ms-1h. Default 10s.
+	OpenTime Duration `yaml:"open_time,omitempty" json:"open_time,omitempty"`
+	// HalfOpenRequests are the probes let through half-open; all must
+	// succeed to close the breaker. 1-100. Default 1.
+	HalfOpenRequests int `yaml:"half_open_requests,omitempty" json:"half_open_requests,omitempty" jsonschema:"minimum=1,maximum=100"`
+}
+
+// OutlierDetection ejects, passively, instances whose requests fail in a
+// row (5xx answers, connect failures, timeouts).
+type OutlierDetection struct {
+	// Disabled turns ejection off for the service.
+	Disabled bool `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	// ConsecutiveFailures ejects the instance, 1-1000. Default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures,omitempty" json:"consecutive_failures,omitempty" jsonschema:"minimum=1,maximum=1000"`
+	// BaseEjectionTime is the first ejection's length; each further
+	// ejection of the same instance lasts one base time longer, up to
+	// max_ejection_time. 100ms-1h. Default 30s.
+	BaseEjectionTime Duration `yaml:"base_ejection_time,omitempty" json:"base_ejection_time,omitempty"`
+	// MaxEjectionTime caps an ejection: at least base_ejection_time, at
+	// most 24h. Default 5m.
+	MaxEjectionTime Duration `yaml:"max_ejection_time,omitempty" json:"max_ejection_time,omitempty"`
+	// MaxEjectionPercent is the largest share of the service's instances
+	// ejected at once, 0-100. Default 50.
+	MaxEjectionPercent int `yaml:"max_ejection_percent,omitempty" json:"max_ejection_percent,omitempty" jsonschema:"minimum=0,maximum=100"`
 }
 
 // Instance is one address of a service.
@@ -312,6 +422,13 @@ type Route struct {
 	// Service is the name of the target service, which must be declared
 	// under services (possibly without instances, for discovery to fill).
 	Service string `yaml:"service" json:"service" jsonschema:"required,minLength=1"`
+	// Timeout bounds the whole request, retries and back-off included, up
+	// to the response headers; past it the client gets 504. 0-1h; 0 (the
+	// default): only the per-try timeouts apply.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// RetryNonIdempotent lets the service's retry policy retry requests of
+	// any method on this route (the upstream must be safe to call twice).
+	RetryNonIdempotent bool `yaml:"retry_non_idempotent,omitempty" json:"retry_non_idempotent,omitempty"`
 }
 
 // Match is the request predicate of a route. All given conditions must hold.

@@ -131,6 +131,7 @@ func (v *validator) listeners(c *Config, lp fpath) {
 		default:
 			names[l.Name] = np
 		}
+		v.notNegative(p.field("max_concurrent_requests"), l.MaxConcurrentRequests)
 		if l.TLS != nil {
 			v.tls(l.TLS, p.field("tls"))
 			if l.H2C {
@@ -232,6 +233,7 @@ func (v *validator) services(svcs map[string]Service, svp fpath) {
 		v.positive(tp.field("connect"), s.Timeouts.Connect)
 		v.positive(tp.field("response_header"), s.Timeouts.ResponseHeader)
 		v.positive(tp.field("idle_conn"), s.Timeouts.IdleConn)
+		v.resilience(&s, p)
 		if s.MaxIdleConnsPerInstance < 1 {
 			v.addf(p.field("max_idle_conns_per_instance"), "must be at least 1, got %d", s.MaxIdleConnsPerInstance)
 		}
@@ -364,6 +366,9 @@ func (v *validator) routes(c *Config, rp fpath) {
 			v.addf(p.field("strip_prefix"), "needs match.path_prefix; it does not apply to an exact match.path")
 		case r.Match.Path != "" && r.RewritePrefix != "":
 			v.addf(rwp, "needs match.path_prefix; it does not apply to an exact match.path")
+		}
+		if r.Timeout < 0 || r.Timeout > MaxRouteTimeout {
+			v.addf(p.field("timeout"), "%s is out of range; want 0s (no overall limit) to %s", durText(r.Timeout), durText(MaxRouteTimeout))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -41,11 +42,23 @@ func TestSetDefaults(t *testing.T) {
 		s.Timeouts != (Timeouts{Connect: Duration(2 * time.Second), ResponseHeader: Duration(30 * time.Second), IdleConn: Duration(90 * time.Second)}) {
 		t.Errorf("service defaults: %+v", s)
 	}
+	if retry, cb, od := defaultResilience(Duration(30 * time.Second)); !reflect.DeepEqual(s.Retry, retry) ||
+		s.CircuitBreaker != cb || s.OutlierDetection != od || s.MaxConcurrentRequests != 0 {
+		t.Errorf("service resilience defaults: %+v %+v %+v", s.Retry, s.CircuitBreaker, s.OutlierDetection)
+	}
 	if in := s.Instances[0]; in.ID != "10.0.0.1:8080" || in.Weight != 1 || in.Health != "passing" {
 		t.Errorf("instance defaults: %+v", in)
 	}
-	if r := c.Routes[0]; r.Name != "route-0" || r.Match.PathPrefix != "/products" {
+	if r := c.Routes[0]; r.Name != "route-0" || r.Match.PathPrefix != "/products" || r.Timeout != 0 {
 		t.Errorf("route defaults: %+v", r)
+	}
+
+	// In Go, an empty non-nil statuses list is kept; the per-try timeout
+	// follows a response_header set before SetDefaults.
+	c.Services["x"] = Service{Timeouts: Timeouts{ResponseHeader: Duration(time.Second)}, Retry: Retry{Statuses: []int{}}}
+	c.SetDefaults()
+	if r := c.Services["x"].Retry; r.Statuses == nil || len(r.Statuses) != 0 || r.PerTryTimeout != Duration(time.Second) {
+		t.Errorf("retry = %+v", r)
 	}
 
 	// Defaults leave set values alone and are idempotent.
@@ -321,6 +334,66 @@ func TestValidateGoConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "resilience limits",
+			modify: func(c *Config) {
+				s := c.Services["products"]
+				s.Retry = Retry{
+					Attempts: 11, Statuses: []int{503, 404, 503}, PerTryTimeout: -1,
+					BackoffBase: Duration(2 * time.Minute), BackoffMax: Duration(time.Millisecond),
+					RetryAfterMax: -1, ReplayLimit: -1,
+					Budget: RetryBudget{Ratio: math.NaN(), MinPerSecond: -1, Window: Duration(time.Hour)},
+				}
+				s.CircuitBreaker = CircuitBreaker{FailureRatio: math.Inf(1), Window: Duration(time.Millisecond), OpenTime: Duration(2 * time.Hour)}
+				s.OutlierDetection = OutlierDetection{
+					ConsecutiveFailures: 1001, BaseEjectionTime: Duration(time.Minute), MaxEjectionTime: Duration(time.Second), MaxEjectionPercent: 101,
+				}
+				s.MaxConcurrentRequests = -1
+				c.Services["products"] = s
+				c.Listeners[0].MaxConcurrentRequests = -5
+				c.Routes[0].Timeout = -1
+			},
+			want: []string{
+				"listeners[0].max_concurrent_requests: must not be negative, got -5; 0 means no limit",
+				"services.products.retry.attempts: 11 is out of range; want 1 to 10 (1 disables retries)",
+				"services.products.retry.statuses[1]: status 404 cannot be retried; want 408, 429 or a status from 500 to 599",
+				"services.products.retry.statuses[2]: duplicate status 503, already at services.products.retry.statuses[0]",
+				"services.products.retry.per_try_timeout: must be greater than 0, got -1ns",
+				"services.products.retry.backoff_base: 2m is too long; want at most 1m",
+				"services.products.retry.retry_after_max: -1ns is out of range; want 0s to 1m",
+				"services.products.retry.replay_limit: -1 is out of range; want 0 to 16MiB",
+				"services.products.retry.budget.ratio: NaN is out of range; want 0 to 1",
+				"services.products.retry.budget.min_per_second: -1 is out of range; want 0 to 10000",
+				"services.products.retry.budget.window: 1h is out of range; want 1s to 5m",
+				"services.products.circuit_breaker.consecutive_failures: 0 is out of range; want 1 to 1000",
+				"services.products.circuit_breaker.failure_ratio: +Inf is out of range; want more than 0 and at most 1",
+				"services.products.circuit_breaker.min_requests: 0 is out of range; want 1 to 100000",
+				"services.products.circuit_breaker.window: 1ms is out of range; want 100ms to 1h",
+				"services.products.circuit_breaker.open_time: 2h is out of range; want 100ms to 1h",
+				"services.products.circuit_breaker.half_open_requests: 0 is out of range; want 1 to 100",
+				"services.products.outlier_detection.consecutive_failures: 1001 is out of range; want 1 to 1000",
+				"services.products.outlier_detection.max_ejection_time: 1s must not be shorter than services.products.outlier_detection.base_ejection_time, which is 1m;",
+				"services.products.outlier_detection.max_ejection_percent: 101 is out of range; want 0 to 100",
+				"services.products.max_concurrent_requests: must not be negative, got -1; 0 means no limit",
+				"routes[0].timeout: -1ns is out of range; want 0s (no overall limit) to 1h",
+			},
+		},
+		{
+			name: "resilience zeros that are allowed",
+			modify: func(c *Config) {
+				s := c.Services["products"]
+				s.Retry.Statuses = nil
+				s.Retry.RetryAfterMax, s.Retry.ReplayLimit = 0, 0
+				s.Retry.Budget.Ratio, s.Retry.Budget.MinPerSecond = 0, 0
+				s.OutlierDetection.MaxEjectionPercent = 0
+				s.Retry.Attempts = 1
+				s.Retry.BackoffMax = s.Retry.BackoffBase
+				s.Retry.PerTryTimeout = MaxPerTryTimeout
+				s.CircuitBreaker.FailureRatio = 1
+				c.Services["products"] = s
+				c.Routes[0].Timeout = MaxRouteTimeout
+			},
+		},
+		{
 			name: "tls pair ok",
 			modify: func(c *Config) {
 				c.Listeners[0].TLS = &TLS{CertFile: "testdata/tls/test-only-cert.pem", KeyFile: "testdata/tls/test-only-key.pem"}
@@ -470,9 +543,24 @@ func TestDurText(t *testing.T) {
 }
 
 func TestDefaultService(t *testing.T) {
+	t.Parallel()
 	s := DefaultService()
 	if s.LoadBalancer.Policy != DefaultPolicy || s.Protocol != DefaultProtocol || s.Timeouts.Connect != DefaultConnectTimeout ||
 		s.MaxIdleConnsPerInstance != DefaultMaxIdleConnsPerInstance || len(s.Instances) != 0 {
 		t.Errorf("DefaultService() = %+v", s)
+	}
+	retry, cb, od := defaultResilience(DefaultResponseHeaderTimeout)
+	if !reflect.DeepEqual(s.Retry, retry) || s.CircuitBreaker != cb || s.OutlierDetection != od {
+		t.Errorf("DefaultService() resilience = %+v %+v %+v", s.Retry, s.CircuitBreaker, s.OutlierDetection)
+	}
+	// Each call gets its own statuses.
+	s.Retry.Statuses[0] = 500
+	if got := DefaultService().Retry.Statuses[0]; got != 502 {
+		t.Errorf("DefaultService() shares its statuses: %d", got)
+	}
+	c := &Config{Listeners: []Listener{{Address: ":1"}}, Services: map[string]Service{"d": DefaultService()}}
+	c.SetDefaults()
+	if errs := c.Validate(); errs != nil {
+		t.Errorf("DefaultService() does not validate: %v", errs)
 	}
 }
