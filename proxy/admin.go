@@ -120,6 +120,23 @@ type instanceView struct {
 	InFlight int64             `json:"in_flight"`
 	Requests uint64            `json:"requests_total"`
 	Failures uint64            `json:"failures_total"`
+	Breaker  *breakerView      `json:"circuit_breaker,omitempty"`
+	Ejection *ejectionView     `json:"ejection,omitempty"`
+}
+
+type breakerView struct {
+	State               string  `json:"state"`
+	Requests            uint32  `json:"window_requests"`
+	Failures            uint32  `json:"window_failures"`
+	ConsecutiveFailures uint32  `json:"consecutive_failures"`
+	RetryAfterSeconds   float64 `json:"open_for_seconds,omitempty"`
+}
+
+type ejectionView struct {
+	Ejected             bool       `json:"ejected"`
+	Until               *time.Time `json:"until,omitempty"`
+	Ejections           int        `json:"ejections_total"`
+	ConsecutiveFailures int        `json:"consecutive_failures"`
 }
 
 type serviceView struct {
@@ -169,9 +186,21 @@ func (g *Gateway) adminInstances(w http.ResponseWriter, r *http.Request) {
 
 func viewOf(ep *endpoint) instanceView {
 	in := ep.inst
-	return instanceView{
+	iv := instanceView{
 		ID: in.ID, Address: in.Address, Port: in.Port, Weight: in.Weight, Health: string(in.Health),
 		Source: in.Source, Tags: in.Tags, Meta: in.Meta,
 		InFlight: ep.state.inFlight.Load(), Requests: ep.state.requests.Load(), Failures: ep.state.failures.Load(),
 	}
+	if ep.res != nil {
+		req, fail, consec := ep.res.breaker.Counts()
+		iv.Breaker = &breakerView{State: ep.res.breaker.State(), Requests: req, Failures: fail,
+			ConsecutiveFailures: consec, RetryAfterSeconds: ep.res.breaker.RetryAfter().Seconds()}
+		os := ep.res.outlier.Status(time.Now())
+		iv.Ejection = &ejectionView{Ejected: os.Ejected, Ejections: os.Ejections, ConsecutiveFailures: os.ConsecutiveFailures}
+		if os.Ejected {
+			until := os.Until
+			iv.Ejection.Until = &until
+		}
+	}
+	return iv
 }

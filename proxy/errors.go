@@ -28,6 +28,7 @@ const (
 	msgBodyIncomplete  = "the request body ended before its declared length"
 	msgBodyUnreadable  = "could not read the request body"
 	msgShuttingDown    = "the gateway is shutting down"
+	msgOverloaded      = "the service has too many requests in flight; try again shortly"
 	msgUpgradeFailed   = "protocol upgrade failed"
 	msgInternal        = "internal gateway error"
 )

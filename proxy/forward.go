@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 var _ http.Handler = (*Gateway)(nil)
@@ -37,10 +38,30 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer g.upgrades.end()
 	}
 	up := rte.upstream
-	ep := up.pick(r)
-	if ep == nil {
+	if !up.res.limiter.Acquire() {
+		// A bulkhead sheds rather than queues: the client may try again.
+		g.log.Debug("load shed", "route", rte.Name, "service", up.name)
 		w.Header()["Retry-After"] = []string{"1"}
-		writeError(w, http.StatusServiceUnavailable, msgNoInstance)
+		writeError(w, http.StatusServiceUnavailable, msgOverloaded)
+		return
+	}
+	defer up.res.limiter.Release()
+	up.res.budget.Request()
+	if upgrade == "" && up.takesH1(r) {
+		if g.serveH1(w, r, t, rte) {
+			panic(http.ErrAbortHandler) // see below
+		}
+		return
+	}
+	var tried triedSet
+	ep, _ := up.pickAvailable(r, &tried, time.Now())
+	if ep == nil {
+		g.unavailable(w, up)
+		return
+	}
+	done, ok := ep.res.breaker.Allow()
+	if !ok {
+		g.unavailable(w, up)
 		return
 	}
 	ep.state.inFlight.Add(1)
@@ -48,13 +69,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Deferred, so that an aborted response and any other panic end the
 	// accounting too; until a status is known the request is a failure.
 	status := http.StatusBadGateway
-	defer g.account(r, rte, ep, &status)
-	var abort bool
-	if upgrade == "" && up.takesH1(r) {
-		status, abort = g.forwardH1(w, r, t, rte, ep)
-	} else {
-		status, abort = g.forward(w, r, t, rte, ep, upgrade)
-	}
+	defer g.account(r, rte, ep, &status, done)
+	status, abort := g.forward(w, r, t, rte, ep, upgrade)
 	if abort {
 		// The client must not take what net/http would send after this
 		// handler for an answer: a response cut short would end as if
@@ -65,11 +81,31 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// account ends a request's bookkeeping on its instance: it is no longer in
-// flight, and a 5xx status counts as a failure of the instance.
-func (g *Gateway) account(r *http.Request, rte *Route, ep *endpoint, status *int) {
+// unavailable answers 503 when no instance can take a request: none is
+// known, or every one is ejected or behind an open breaker. Retry-After
+// says when the first breaker lets a probe through.
+func (g *Gateway) unavailable(w http.ResponseWriter, up *upstream) {
+	w.Header()["Retry-After"] = []string{up.unavailableRetryAfter()}
+	writeError(w, http.StatusServiceUnavailable, msgNoInstance)
+}
+
+// account ends an attempt's bookkeeping on its instance: it is no longer
+// in flight, a 5xx status counts as a failure of the instance, and the
+// breaker and the ejection record learn the outcome. A client that left
+// (499) tells nothing about the instance.
+func (g *Gateway) account(r *http.Request, rte *Route, ep *endpoint, status *int, done func(bool)) {
 	ep.state.inFlight.Add(-1)
-	switch s := *status; {
+	s := *status
+	if s != StatusClientClosedRequest {
+		failed := s >= 500
+		done(!failed)
+		if rte.upstream.res.outliers.Record(ep.res.outlier, failed, len(rte.upstream.endpoints), time.Now()) {
+			g.log.Warn("instance ejected", "service", rte.upstream.name, "instance", ep.inst.ID)
+		}
+	} else {
+		done(true)
+	}
+	switch {
 	case s == StatusClientClosedRequest:
 		g.log.Info("client closed request", "status", s, "route", rte.Name,
 			"service", rte.upstream.name, "instance", ep.inst.ID, "method", r.Method)
@@ -86,7 +122,7 @@ func (g *Gateway) account(r *http.Request, rte *Route, ep *endpoint, status *int
 // or stops reading to answer early, neither deadlocks nor stalls them.
 func (u *upstream) takesH1(r *http.Request) bool {
 	return u.h1 != nil && u.cfg.Protocol != "h2c" && len(r.Trailer) == 0 &&
-		r.ContentLength >= 0 && r.ContentLength <= replayLimit && !expectsContinue(r)
+		r.ContentLength >= 0 && r.ContentLength <= max(replayLimit, u.res.retry.ReplayLimit()) && !expectsContinue(r)
 }
 
 // expectsContinue reports whether the client waits for 100 Continue
@@ -95,46 +131,167 @@ func expectsContinue(r *http.Request) bool {
 	return r.ContentLength != 0 && headerHasToken(r.Header, "Expect", "100-continue")
 }
 
-// forwardH1 is the hot path: r goes to ep over meshgate's own pooled
-// HTTP/1.1 client, and the response is streamed back. It returns the
-// status the client got and whether its response must be aborted.
-func (g *Gateway) forwardH1(w http.ResponseWriter, r *http.Request, t *table, rte *Route, ep *endpoint) (int, bool) {
+// serveH1 is the hot path: r goes over meshgate's own pooled HTTP/1.1
+// client, with retries. Each attempt goes to an instance the request has
+// not tried, whose breaker is closed (or half-open with a probe free) and
+// which is not ejected. A failed attempt — a connect failure, a reset or
+// timeout before the response, or a status of the retry policy — is tried
+// again when the request may be (idempotent, an Idempotency-Key, or the
+// route's opt-in), attempts remain, the retry budget allows it and the
+// back-off (or the upstream's Retry-After) fits; otherwise the client gets
+// that attempt's answer. Nothing reaches the client before the attempt
+// that answers it is chosen. It reports whether the response must be
+// aborted.
+func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte *Route) bool {
+	up := rte.upstream
+	pol := up.res.retry
 	ctx := r.Context()
+	actx := ctx
+	if d := rte.Config.Timeout.D(); d > 0 {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	req := h1Request{in: r, path: rte.upstreamPath(r.URL), query: r.URL.RawQuery, trusted: t.trusted, resend: canResend(r)}
 	if r.ContentLength > 0 {
-		// The body is read whole first, so that a request meeting a stale
-		// pooled connection can be sent again.
+		// The body is read whole first, so that it can be sent again: to a
+		// stale pooled connection's replacement, or to another instance.
 		bp := replayPool.Get().(*[]byte)
 		defer replayPool.Put(bp)
+		if int64(cap(*bp)) < r.ContentLength {
+			*bp = make([]byte, r.ContentLength)
+		}
 		buf := (*bp)[:r.ContentLength]
 		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return g.clientBodyFailed(w, ctx, rte, err)
+			_, abort := g.clientBodyFailed(w, ctx, rte, err)
+			return abort
 		}
 		req.body = buf
 	}
+	eligible := pol.Attempts() > 1 && r.ContentLength <= pol.ReplayLimit() &&
+		pol.Eligible(r.Method, r.Header, rte.Config.RetryNonIdempotent)
+	dst := w.Header()
+	var tried triedSet
+	ep, idx := up.pickAvailable(r, &tried, time.Now())
+	for attempt := 1; ; attempt++ {
+		if ep == nil {
+			g.unavailable(w, up)
+			return false
+		}
+		tried.add(idx)
+		done, ok := ep.res.breaker.Allow()
+		if !ok {
+			attempt-- // not an attempt: the breaker opened meanwhile
+			ep, idx = up.pickAvailable(r, &tried, time.Now())
+			continue
+		}
+		ep.state.inFlight.Add(1)
+		ep.state.requests.Add(1)
+		status := http.StatusBadGateway
+		c, res, err := up.h1.roundTrip(actx, &ep.state.pool, ep.inst.HostPort, &req, dst)
+		retryable := false
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				status = StatusClientClosedRequest
+			} else {
+				retryable, _ = pol.CheckRetry(ctx, nil, err)
+				status, _ = classify(actx, err)
+				if status == StatusClientClosedRequest {
+					// The route's deadline, not the client, ended it.
+					status = http.StatusGatewayTimeout
+				}
+			}
+		default:
+			status = res.status
+			retryable, _ = pol.CheckRetry(ctx, &http.Response{StatusCode: res.status}, nil)
+		}
+		var next *endpoint
+		var nextIdx int
+		if retryable && eligible && attempt < pol.Attempts() && actx.Err() == nil {
+			// A retry goes to another instance; with none left, the client
+			// gets this attempt's answer.
+			next, nextIdx = up.pickAvailable(r, &tried, time.Now())
+		}
+		if next != nil {
+			var wait time.Duration
+			fits := true
+			if res != nil {
+				wait, fits = pol.Backoff(attempt, &http.Response{StatusCode: res.status, Header: dst})
+			} else {
+				wait, fits = pol.Backoff(attempt, nil)
+			}
+			if fits && up.res.budget.TryRetry() {
+				if c != nil {
+					c.close() // the unread answer is dropped with its connection
+				}
+				clear(dst)
+				g.account(r, rte, ep, &status, done)
+				g.log.Debug("retrying", "route", rte.Name, "service", up.name, "instance", ep.inst.ID,
+					"attempt", attempt, "status", status, "error", err, "backoff", wait)
+				if !sleepCtx(actx, wait) {
+					if ctx.Err() != nil {
+						status = StatusClientClosedRequest
+						g.account(r, rte, ep, &status, func(bool) {})
+						return true
+					}
+					writeError(w, http.StatusGatewayTimeout, msgUpstreamTimeout)
+					return false
+				}
+				ep, idx = next, nextIdx
+				continue
+			}
+			if fits {
+				g.log.Debug("retry denied by the budget", "route", rte.Name, "service", up.name)
+			}
+		}
+		abort := g.commitH1(w, r, rte, ep, c, res, err, &status)
+		g.account(r, rte, ep, &status, done)
+		return abort
+	}
+}
 
+// commitH1 sends the chosen attempt's outcome to the client: the failure
+// mapped to its status, or the response streamed. status is updated with
+// what the client got.
+func (g *Gateway) commitH1(w http.ResponseWriter, r *http.Request, rte *Route, ep *endpoint, c *upConn, res *h1Response, err error, status *int) bool {
+	ctx := r.Context()
 	up := rte.upstream
 	dst := w.Header()
-	c, res, err := up.h1.roundTrip(ctx, &ep.state.pool, ep.inst.HostPort, &req, dst)
 	if err != nil {
 		clear(dst)
-		return g.upstreamFailed(w, ctx, rte, ep, err)
+		if *status == StatusClientClosedRequest {
+			return true
+		}
+		msg := msgUpstreamFailed
+		switch *status {
+		case http.StatusGatewayTimeout:
+			msg = msgUpstreamTimeout
+		default:
+			_, msg = classify(ctx, err)
+		}
+		g.log.Warn("upstream request failed", "route", rte.Name, "service", up.name,
+			"instance", ep.inst.ID, "status", *status, "error", err)
+		writeError(w, *status, msg)
+		return false
 	}
 	w.WriteHeader(res.status)
 	if res.body == nil {
 		up.h1.finish(&ep.state.pool, c, res, true)
-		return res.status, false
+		return false
 	}
 	flush := res.length < 0 || strings.HasPrefix(dst.Get("Content-Type"), "text/event-stream")
-	toClient, err := copyResponse(w, res.body, flush)
-	if err == nil && res.chunked {
-		err = readTrailer(c.br, dst)
+	toClient, cerr := copyResponse(w, res.body, flush)
+	if cerr == nil && res.chunked {
+		cerr = readTrailer(c.br, dst)
 	}
-	up.h1.finish(&ep.state.pool, c, res, err == nil)
-	if err != nil {
-		return g.responseCopyFailed(ctx, rte, ep, err, toClient)
+	up.h1.finish(&ep.state.pool, c, res, cerr == nil)
+	if cerr != nil {
+		var abort bool
+		*status, abort = g.responseCopyFailed(ctx, rte, ep, cerr, toClient)
+		return abort
 	}
-	return res.status, false
+	return false
 }
 
 // clientBodyStatus maps a failure to read the client's request body to the
@@ -246,6 +403,7 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte 
 	}
 
 	res, err := rte.upstream.transport.RoundTrip(out)
+	body.closeUnlessRead(w, r)
 	if err != nil {
 		if berr := body.failure(); berr != nil {
 			return g.clientBodyFailed(w, ctx, rte, berr)
@@ -302,18 +460,38 @@ type clientBody struct {
 	rc  io.ReadCloser
 	mu  sync.Mutex // the transport reads on its own goroutine
 	err error
+	eof bool
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil {
 		b.mu.Lock()
-		if b.err == nil {
+		if err == io.EOF {
+			b.eof = true
+		} else if b.err == nil {
 			b.err = err
 		}
 		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// closeUnlessRead asks net/http to close the client connection after the
+// response when the transport has not read the client's body to its end:
+// the transport may still be reading it on its own goroutine, and the
+// server must not start reading the next request from the same
+// connection meanwhile. HTTP/2 streams need nothing of the kind.
+func (b *clientBody) closeUnlessRead(w http.ResponseWriter, r *http.Request) {
+	if b == nil || r.ProtoMajor != 1 {
+		return
+	}
+	b.mu.Lock()
+	done := b.eof
+	b.mu.Unlock()
+	if !done {
+		w.Header()["Connection"] = []string{"close"}
+	}
 }
 
 // Close leaves the client's body open: net/http's server closes it once

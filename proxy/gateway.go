@@ -48,6 +48,11 @@ type Gateway struct {
 	cfg        *config.Config
 	transports map[string]*transportEntry
 	states     map[string]map[string]*endpointState // service → instance ID
+	services   map[string]*serviceState             // resilience state by service
+	instRes    map[string]*instanceRes              // breakers and ejections by service and instance
+	// The maps a table build fills; apply makes them current on success.
+	nextServices map[string]*serviceState
+	nextInstRes  map[string]*instanceRes
 
 	reloads        atomic.Uint64
 	reloadFailures atomic.Uint64
@@ -87,6 +92,8 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		store:      opts.Store,
 		transports: make(map[string]*transportEntry),
 		states:     make(map[string]map[string]*endpointState),
+		services:   make(map[string]*serviceState),
+		instRes:    make(map[string]*instanceRes),
 	}
 	if g.log == nil {
 		g.log = slog.Default()
@@ -200,6 +207,8 @@ func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 		trusted:   cfg.Server.TrustedHops,
 	}
 	newTransports := make(map[string]*transportEntry, len(cfg.Services))
+	g.nextServices = make(map[string]*serviceState, len(cfg.Services))
+	g.nextInstRes = make(map[string]*instanceRes, len(g.instRes))
 	newStates := make(map[string]map[string]*endpointState, len(cfg.Services))
 	for name, sc := range cfg.Services {
 		up, err := g.buildUpstream(name, sc, snap, newTransports, newStates)
@@ -224,6 +233,7 @@ func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 
 	old, oldStates := g.transports, g.states
 	g.table.Store(t)
+	g.services, g.instRes = g.nextServices, g.nextInstRes
 	g.cfg, g.transports, g.states = cfg, newTransports, newStates
 	now := time.Now()
 	g.loadedAt.Store(&now)
@@ -272,7 +282,7 @@ func (g *Gateway) buildUpstream(name string, sc config.Service, snap *discovery.
 	}
 	transports[name] = te
 
-	up := &upstream{name: name, cfg: sc, transport: te.t, h1: te.h1}
+	up := &upstream{name: name, cfg: sc, transport: te.t, h1: te.h1, res: g.serviceResilience(name, sc)}
 	prev := g.states[name]
 	cur := make(map[string]*endpointState)
 	if svc := snap.Service(name); svc != nil {
@@ -285,7 +295,7 @@ func (g *Gateway) buildUpstream(name string, sc config.Service, snap *discovery.
 				st = &endpointState{hostPort: inst.HostPort}
 			}
 			cur[inst.ID] = st
-			ep := &endpoint{inst: inst, state: st}
+			ep := &endpoint{inst: inst, state: st, res: g.instanceResilience(up.res, name, inst.ID)}
 			if inst.Health == discovery.Critical {
 				// Not balanced to, but its state stays: counters survive
 				// health flaps.

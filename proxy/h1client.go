@@ -470,7 +470,9 @@ func writeForwarded(bw *bufio.Writer, in *http.Request, trusted int) {
 }
 
 // errNoResponseBytes: the connection ended before the first response byte.
-var errNoResponseBytes = errors.New("upstream closed the connection without answering")
+// It wraps io.EOF, so that the retry policy treats it as the connection
+// failure it is.
+var errNoResponseBytes = fmt.Errorf("upstream closed the connection without answering: %w", io.EOF)
 
 // readResponseHead reads the status line and header of a response,
 // skipping 1xx interim responses, and writes the end-to-end header fields

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/resilience"
 )
 
 // Server runs the traffic listeners and the admin listener of one
@@ -59,7 +60,7 @@ func Listen(cfg *config.Config, traffic, admin http.Handler, log *slog.Logger) (
 	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	for _, lc := range cfg.Listeners {
 		srv := &http.Server{
-			Handler:           traffic,
+			Handler:           listenerLimit(lc.MaxConcurrentRequests, traffic),
 			ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
 			IdleTimeout:       cfg.Server.IdleTimeout.D(),
 			MaxHeaderBytes:    int(cfg.Server.MaxHeaderBytes),
@@ -179,4 +180,23 @@ func (s *Server) Shutdown(ctx context.Context, gw *Gateway) error {
 	}
 	s.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// listenerLimit bounds the requests in flight on one listener: beyond max
+// they are shed with 503 and Retry-After instead of queueing without
+// bound. max ≤ 0 means no limit.
+func listenerLimit(max int, next http.Handler) http.Handler {
+	if max <= 0 {
+		return next
+	}
+	l := resilience.NewLimiter(max)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !l.Acquire() {
+			w.Header()["Retry-After"] = []string{"1"}
+			writeError(w, http.StatusServiceUnavailable, msgOverloaded)
+			return
+		}
+		defer l.Release()
+		next.ServeHTTP(w, r)
+	})
 }

@@ -22,12 +22,14 @@ type upstream struct {
 	endpoints []*endpoint     // balanced to
 	excluded  []*endpoint     // critical instances, kept for their state
 	balancer  balancer.Balancer
+	res       *serviceState // retry policy, budget, outliers, bulkhead
 }
 
 // endpoint is one instance with the state that outlives tables.
 type endpoint struct {
 	inst  *discovery.Instance
 	state *endpointState
+	res   *instanceRes // breaker and ejection record
 }
 
 // endpointState is the per-instance state kept across config reloads and
@@ -64,11 +66,20 @@ type transportKey struct {
 	maxIdle        int
 }
 
+// perTry is how long one attempt may wait for its response headers: the
+// retry policy's per-try timeout, else the service's response_header.
+func perTry(s config.Service) config.Duration {
+	if s.Retry.PerTryTimeout > 0 {
+		return s.Retry.PerTryTimeout
+	}
+	return s.Timeouts.ResponseHeader
+}
+
 func keyOf(s config.Service) transportKey {
 	return transportKey{
 		protocol:       s.Protocol,
 		connect:        s.Timeouts.Connect,
-		responseHeader: s.Timeouts.ResponseHeader,
+		responseHeader: perTry(s),
 		idleConn:       s.Timeouts.IdleConn,
 		maxIdle:        s.MaxIdleConnsPerInstance,
 	}
