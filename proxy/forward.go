@@ -5,9 +5,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/meshgate/meshgate/resilience"
 )
 
 var _ http.Handler = (*Gateway)(nil)
@@ -41,6 +44,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !up.res.limiter.Acquire() {
 		// A bulkhead sheds rather than queues: the client may try again.
 		g.log.Debug("load shed", "route", rte.Name, "service", up.name)
+		g.obs.Observe(resilience.Event{Kind: resilience.EventLoadShed, Service: up.name, Reason: "service"})
 		w.Header()["Retry-After"] = []string{"1"}
 		writeError(w, http.StatusServiceUnavailable, msgOverloaded)
 		return
@@ -101,6 +105,7 @@ func (g *Gateway) account(r *http.Request, rte *Route, ep *endpoint, status *int
 		done(!failed)
 		if rte.upstream.res.outliers.Record(ep.res.outlier, failed, len(rte.upstream.endpoints), time.Now()) {
 			g.log.Warn("instance ejected", "service", rte.upstream.name, "instance", ep.inst.ID)
+			g.obs.Observe(resilience.Event{Kind: resilience.EventEjection, Service: rte.upstream.name, Instance: ep.inst.ID, Reason: strconv.Itoa(s)})
 		}
 	} else {
 		done(true)
@@ -229,6 +234,7 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 				g.account(r, rte, ep, &status, done)
 				g.log.Debug("retrying", "route", rte.Name, "service", up.name, "instance", ep.inst.ID,
 					"attempt", attempt, "status", status, "error", err, "backoff", wait)
+				g.obs.Observe(resilience.Event{Kind: resilience.EventRetry, Service: up.name, Instance: ep.inst.ID, Reason: retryReason(status, err)})
 				if !sleepCtx(actx, wait) {
 					if ctx.Err() != nil {
 						status = StatusClientClosedRequest
@@ -243,12 +249,25 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 			}
 			if fits {
 				g.log.Debug("retry denied by the budget", "route", rte.Name, "service", up.name)
+				g.obs.Observe(resilience.Event{Kind: resilience.EventBudgetDenied, Service: up.name, Instance: ep.inst.ID})
 			}
 		}
 		abort := g.commitH1(w, r, rte, ep, c, res, err, &status)
 		g.account(r, rte, ep, &status, done)
 		return abort
 	}
+}
+
+// retryReason names why an attempt is retried: its status, or the kind of
+// failure ("timeout" or "connect").
+func retryReason(status int, err error) string {
+	if err == nil {
+		return strconv.Itoa(status)
+	}
+	if status == http.StatusGatewayTimeout {
+		return "timeout"
+	}
+	return "connect"
 }
 
 // commitH1 sends the chosen attempt's outcome to the client: the failure

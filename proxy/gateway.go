@@ -20,6 +20,7 @@ import (
 	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/discovery"
 	"github.com/meshgate/meshgate/proxy/balancer"
+	"github.com/meshgate/meshgate/resilience"
 )
 
 // Options are the dependencies of a Gateway.
@@ -31,6 +32,10 @@ type Options struct {
 	Rand balancer.Rand
 	// Store is where discovery publishes snapshots. Required.
 	Store *discovery.Store
+	// Observer receives every resilience decision (retries, budget
+	// denials, breaker changes, ejections, load shedding) for metrics and
+	// traces. Optional; decisions are logged either way.
+	Observer resilience.Observer
 }
 
 // Gateway is the request handler of the traffic listeners. Its zero value
@@ -39,6 +44,7 @@ type Gateway struct {
 	log   *slog.Logger
 	rnd   balancer.Rand
 	store *discovery.Store
+	obs   resilience.Observer
 
 	table    atomic.Pointer[table]
 	draining atomic.Bool
@@ -90,6 +96,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		log:        opts.Logger,
 		rnd:        opts.Rand,
 		store:      opts.Store,
+		obs:        opts.Observer,
 		transports: make(map[string]*transportEntry),
 		states:     make(map[string]map[string]*endpointState),
 		services:   make(map[string]*serviceState),

@@ -100,7 +100,8 @@ func (g *Gateway) instanceResilience(svc *serviceState, service, id string) *ins
 		ir.breaker = prev.breaker
 	} else {
 		ir.breaker = resilience.NewBreaker(service+"/"+id, ir.cfg, func(name, from, to string) {
-			g.log.Info("circuit breaker changed state", "breaker", name, "from", from, "to", to)
+			g.log.Info("circuit breaker changed state", "service", service, "instance", id, "from", from, "to", to)
+			g.obs.Observe(resilience.Event{Kind: resilience.EventBreakerState, Service: service, Instance: id, From: from, To: to})
 		})
 	}
 	if prev != nil && g.services[service] != nil && g.services[service].outliers == svc.outliers {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshgate/meshgate/resilience"
 )
 
 // failing is a backend whose behaviour tests switch at run time, counting
@@ -308,5 +310,42 @@ func TestBreakerRecoversAndStateSurvivesReload(t *testing.T) {
 	waitFor(t, func() bool {
 		status(t, h, "GET", "/", nil, nil)
 		return br.State() == "closed"
+	})
+}
+
+func TestResilienceDecisionsAreObserved(t *testing.T) {
+	t.Parallel()
+	bad, good := newFailing(t, "bad"), newFailing(t, "good")
+	bad.mode.Store("503")
+	cfg := parseConfig(t, resilienceConfig(t, "    circuit_breaker: {consecutive_failures: 1, open_time: 1m}\n    outlier_detection: {disabled: true}", bad, good))
+	var mu sync.Mutex
+	var events []resilience.Event
+	gw, err := New(cfg, Options{Store: newStoreFor(cfg), Observer: func(e resilience.Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	defer front.Close()
+	res, err := http.Get(front.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		var retry, open bool
+		for _, e := range events {
+			retry = retry || (e.Kind == resilience.EventRetry && e.Reason == "503" && e.Service == "svc")
+			open = open || (e.Kind == resilience.EventBreakerState && e.To == "open" && e.Service == "svc")
+		}
+		return retry && open
 	})
 }

@@ -208,17 +208,21 @@ func run(ctx context.Context, opts runOptions) error {
 	log.Info("starting meshgate", "version", Version, "config", name)
 
 	store := discovery.NewStore()
-	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Store: store})
-	if err != nil {
-		return err
-	}
-	defer gw.Close()
-	var cur atomic.Pointer[source]
 	metrics, err := telemetry.NewMetrics(nil)
 	if err != nil {
 		return err
 	}
 	defer metrics.Shutdown(context.Background())
+	observer, err := telemetry.ResilienceObserver(metrics.Meter())
+	if err != nil {
+		return err
+	}
+	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Store: store, Observer: observer})
+	if err != nil {
+		return err
+	}
+	defer gw.Close()
+	var cur atomic.Pointer[source]
 	err = telemetry.RegisterDiscovery(metrics.Meter(), telemetry.DiscoveryState{Store: store, Consul: func() *discovery.ConsulStatus {
 		if s := cur.Load(); s != nil && s.consul != nil {
 			st := s.consul.Status()
