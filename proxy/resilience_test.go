@@ -232,10 +232,9 @@ func TestAllInstancesDown(t *testing.T) {
 	amp := float64(upstream) / n
 	t.Logf("all instances down: %d client requests → %d upstream requests (amplification %.3f) in %v; statuses %v",
 		n, upstream, amp, elapsed.Round(time.Millisecond), codes)
-	// (1 + ratio) × requests, plus the budget's floor over the elapsed time.
-	limit := 1.2 + float64(1+int(elapsed.Seconds()))*10/n
-	if amp > limit {
-		t.Errorf("amplification %.3f exceeds the budget's %.3f", amp, limit)
+	// At most (1 + ratio) × requests plus the budget's floor over its window.
+	if limit := int64(n + n/5 + 1*10); upstream > limit {
+		t.Errorf("upstream saw %d requests, over the budget bound %d", upstream, limit)
 	}
 	if codes[503] != n {
 		t.Errorf("statuses %v, want all 503", codes)
@@ -348,4 +347,95 @@ func TestResilienceDecisionsAreObserved(t *testing.T) {
 		}
 		return retry && open
 	})
+}
+
+func TestRetryBudgetBoundsAmplification(t *testing.T) {
+	t.Parallel()
+	a, b, c := newFailing(t, "a"), newFailing(t, "b"), newFailing(t, "c")
+	for _, f := range []*failing{a, b, c} {
+		f.mode.Store("503")
+	}
+	// No breakers, no ejection: only the budget stands between a failing
+	// service and a retry storm.
+	h := newHarness(t, parseConfig(t, resilienceConfig(t, `    retry: {attempts: 3, backoff_base: 1ms, backoff_max: 2ms, budget: {ratio: 0.2, min_per_second: 1}}
+    circuit_breaker: {disabled: true}
+    outlier_detection: {disabled: true}`, a, b, c)))
+	const n = 500
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if got, _ := status(t, h, "GET", "/", nil, nil); got != 503 {
+			t.Fatalf("status %d, want the upstream's 503", got)
+		}
+	}
+	elapsed := time.Since(start)
+	upstream := a.seen.Load() + b.seen.Load() + c.seen.Load()
+	amp := float64(upstream) / n
+	// Retries ≤ ratio × requests + min_per_second × window (10s default).
+	limit := int64(n + n/5 + 1*10)
+	t.Logf("all instances down, breakers off: %d client requests → %d upstream requests in %v (amplification %.3f, budget bound %d; without a budget it would be %d)",
+		n, upstream, elapsed.Round(time.Millisecond), amp, limit, 3*n)
+	if upstream > limit {
+		t.Errorf("upstream saw %d requests, over the budget bound %d", upstream, limit)
+	}
+	if amp <= 1.0 {
+		t.Errorf("amplification %.3f: the budget allowed no retry at all", amp)
+	}
+}
+
+func TestRouteTimeoutAndBulkheads(t *testing.T) {
+	t.Parallel()
+	slow := newFailing(t, "slow")
+	slow.mode.Store("stall")
+	cfg := parseConfig(t, `
+listeners: [{address: "127.0.0.1:0"}]
+services:
+  svc:
+    max_concurrent_requests: 1
+    retry: {attempts: 1}
+    instances:
+`+instancesYAML(t, slow.srv)+`
+routes:
+  - {match: {path_prefix: /}, service: svc, timeout: 300ms}
+`)
+	h := newHarness(t, cfg)
+	// The route's deadline answers 504 while the upstream stalls.
+	t0 := time.Now()
+	if got, _ := status(t, h, "GET", "/", nil, nil); got != http.StatusGatewayTimeout {
+		t.Errorf("status %d, want 504 at the route timeout", got)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("took %v, want about the 300ms route timeout", d)
+	}
+	// One request in flight fills the bulkhead: the next is shed at once.
+	done := make(chan int, 1)
+	go func() { got, _ := status(t, h, "GET", "/", nil, nil); done <- got }()
+	waitFor(t, func() bool { return h.gw.table.Load().upstreams["svc"].res.limiter.InFlight() == 1 })
+	got, hdr := status(t, h, "GET", "/", nil, nil)
+	if got != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
+		t.Errorf("over the bulkhead: status %d Retry-After %q, want 503 with Retry-After", got, hdr.Get("Retry-After"))
+	}
+	<-done
+}
+
+func TestListenerConcurrencyLimit(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	limited := listenerLimit(1, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	srv := httptest.NewServer(limited)
+	defer srv.Close()
+	go http.Get(srv.URL)
+	<-entered
+	res, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	close(release)
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
+		t.Errorf("second request: %d Retry-After %q, want 503 with Retry-After 1", res.StatusCode, res.Header.Get("Retry-After"))
+	}
 }
