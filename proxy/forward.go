@@ -209,7 +209,7 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 			}
 		default:
 			status = res.status
-			retryable, _ = pol.CheckRetry(ctx, &http.Response{StatusCode: res.status}, nil)
+			retryable = pol.RetryableStatus(res.status) // CheckRetry's status rule, without a Response
 		}
 		var next *endpoint
 		var nextIdx int
