@@ -3,11 +3,13 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshgate/meshgate/resilience"
@@ -58,13 +60,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var tried triedSet
-	ep, _ := up.pickAvailable(r, &tried, time.Now())
+	ep, done := up.admit(r, &tried)
 	if ep == nil {
-		g.unavailable(w, up)
-		return
-	}
-	done, ok := ep.res.breaker.Allow()
-	if !ok {
 		g.unavailable(w, up)
 		return
 	}
@@ -73,8 +70,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Deferred, so that an aborted response and any other panic end the
 	// accounting too; until a status is known the request is a failure.
 	status := http.StatusBadGateway
-	defer g.account(r, rte, ep, &status, done)
-	status, abort := g.forward(w, r, t, rte, ep, upgrade)
+	defer func() {
+		done(breakerOutcome(status)) // ignored when forward already reported
+		g.account(r, rte, ep, status)
+	}()
+	status, abort := g.forward(w, r, t, rte, ep, upgrade, done)
 	if abort {
 		// The client must not take what net/http would send after this
 		// handler for an answer: a response cut short would end as if
@@ -94,27 +94,23 @@ func (g *Gateway) unavailable(w http.ResponseWriter, up *upstream) {
 }
 
 // account ends an attempt's bookkeeping on its instance: it is no longer
-// in flight, a 5xx status counts as a failure of the instance, and the
-// breaker and the ejection record learn the outcome. A client that left
-// (499) tells nothing about the instance.
-func (g *Gateway) account(r *http.Request, rte *Route, ep *endpoint, status *int, done func(bool)) {
+// in flight, and a 5xx status counts as a failure of the instance and in
+// its ejection record. A client that left (499) tells nothing about the
+// instance. (The breaker learns the outcome when the head arrives.)
+func (g *Gateway) account(r *http.Request, rte *Route, ep *endpoint, status int) {
 	ep.state.inFlight.Add(-1)
-	s := *status
-	if s != StatusClientClosedRequest {
-		failed := s >= 500
-		done(!failed)
+	if status != StatusClientClosedRequest {
+		failed := status >= 500
 		if rte.upstream.res.outliers.Record(ep.res.outlier, failed, len(rte.upstream.endpoints), time.Now()) {
 			g.log.Warn("instance ejected", "service", rte.upstream.name, "instance", ep.inst.ID)
-			g.obs.Observe(resilience.Event{Kind: resilience.EventEjection, Service: rte.upstream.name, Instance: ep.inst.ID, Reason: strconv.Itoa(s)})
+			g.obs.Observe(resilience.Event{Kind: resilience.EventEjection, Service: rte.upstream.name, Instance: ep.inst.ID, Reason: strconv.Itoa(status)})
 		}
-	} else {
-		done(true)
 	}
 	switch {
-	case s == StatusClientClosedRequest:
-		g.log.Info("client closed request", "status", s, "route", rte.Name,
+	case status == StatusClientClosedRequest:
+		g.log.Info("client closed request", "status", status, "route", rte.Name,
 			"service", rte.upstream.name, "instance", ep.inst.ID, "method", r.Method)
-	case s >= 500:
+	case status >= 500:
 		ep.state.failures.Add(1)
 	}
 }
@@ -151,13 +147,12 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 	up := rte.upstream
 	pol := up.res.retry
 	ctx := r.Context()
-	actx := ctx
-	if d := rte.Config.Timeout.D(); d > 0 {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithTimeout(ctx, d)
-		defer cancel()
-	}
 	req := h1Request{in: r, path: rte.upstreamPath(r.URL), query: r.URL.RawQuery, trusted: t.trusted, resend: canResend(r)}
+	if d := rte.Config.Timeout.D(); d > 0 {
+		// The route's deadline bounds the attempts up to the response
+		// head, back-off included; a response body may take longer.
+		req.deadline = time.Now().Add(d)
+	}
 	if r.ContentLength > 0 {
 		// The body is read whole first, so that it can be sent again: to a
 		// stale pooled connection's replacement, or to another instance.
@@ -177,48 +172,32 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 		pol.Eligible(r.Method, r.Header, rte.Config.RetryNonIdempotent)
 	dst := w.Header()
 	var tried triedSet
-	ep, idx := up.pickAvailable(r, &tried, time.Now())
+	ep, done := up.admit(r, &tried)
+	if ep == nil {
+		g.unavailable(w, up)
+		return false
+	}
 	for attempt := 1; ; attempt++ {
-		if ep == nil {
-			g.unavailable(w, up)
-			return false
-		}
-		tried.add(idx)
-		done, ok := ep.res.breaker.Allow()
-		if !ok {
-			attempt-- // not an attempt: the breaker opened meanwhile
-			ep, idx = up.pickAvailable(r, &tried, time.Now())
-			continue
-		}
 		ep.state.inFlight.Add(1)
 		ep.state.requests.Add(1)
 		status := http.StatusBadGateway
-		c, res, err := up.h1.roundTrip(actx, &ep.state.pool, ep.inst.HostPort, &req, dst)
+		c, res, err := up.h1.roundTrip(ctx, &ep.state.pool, ep.inst.HostPort, &req, dst)
 		retryable := false
 		switch {
+		case err != nil && ctx.Err() != nil:
+			status = StatusClientClosedRequest
 		case err != nil:
-			if ctx.Err() != nil {
-				status = StatusClientClosedRequest
-			} else {
-				retryable, _ = pol.CheckRetry(ctx, nil, err)
-				status, _ = classify(actx, err)
-				if status == StatusClientClosedRequest {
-					// The route's deadline, not the client, ended it.
-					status = http.StatusGatewayTimeout
-				}
-			}
+			retryable, _ = pol.CheckRetry(ctx, nil, err)
+			status, _ = classify(ctx, err)
 		default:
 			status = res.status
 			retryable = pol.RetryableStatus(res.status) // CheckRetry's status rule, without a Response
 		}
-		var next *endpoint
-		var nextIdx int
-		if retryable && eligible && attempt < pol.Attempts() && actx.Err() == nil {
-			// A retry goes to another instance; with none left, the client
-			// gets this attempt's answer.
-			next, nextIdx = up.pickAvailable(r, &tried, time.Now())
-		}
-		if next != nil {
+		// The breaker learns the outcome as soon as it is known, so that a
+		// long response body does not hold a half-open probe slot.
+		done(breakerOutcome(status))
+
+		if retryable && eligible && attempt < pol.Attempts() {
 			var wait time.Duration
 			fits := true
 			if res != nil {
@@ -226,35 +205,70 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 			} else {
 				wait, fits = pol.Backoff(attempt, nil)
 			}
-			if fits && up.res.budget.TryRetry() {
-				if c != nil {
-					c.close() // the unread answer is dropped with its connection
-				}
-				clear(dst)
-				g.account(r, rte, ep, &status, done)
-				g.log.Debug("retrying", "route", rte.Name, "service", up.name, "instance", ep.inst.ID,
-					"attempt", attempt, "status", status, "error", err, "backoff", wait)
-				g.obs.Observe(resilience.Event{Kind: resilience.EventRetry, Service: up.name, Instance: ep.inst.ID, Reason: retryReason(status, err)})
-				if !sleepCtx(actx, wait) {
-					if ctx.Err() != nil {
-						status = StatusClientClosedRequest
-						g.account(r, rte, ep, &status, func(bool) {})
-						return true
-					}
-					writeError(w, http.StatusGatewayTimeout, msgUpstreamTimeout)
-					return false
-				}
-				ep, idx = next, nextIdx
-				continue
+			if fits && !req.deadline.IsZero() && time.Until(req.deadline) <= wait {
+				fits = false // no time left to try again: this answer is the one
 			}
+			// A retry goes to another instance whose breaker lets it in; with
+			// none left, the client gets this attempt's answer.
+			var next *endpoint
+			var nextDone func(resilience.Outcome)
 			if fits {
+				next, nextDone = up.admit(r, &tried)
+			}
+			if next != nil && !up.res.budget.TryRetry() {
+				nextDone(resilience.Excluded)
+				next = nil
 				g.log.Debug("retry denied by the budget", "route", rte.Name, "service", up.name)
 				g.obs.Observe(resilience.Event{Kind: resilience.EventBudgetDenied, Service: up.name, Instance: ep.inst.ID})
 			}
+			if next != nil {
+				if c != nil {
+					up.h1.finish(&ep.state.pool, c, res, false) // the unread answer is dropped with its connection
+				}
+				clear(dst)
+				g.account(r, rte, ep, status)
+				g.log.Debug("retrying", "route", rte.Name, "service", up.name, "instance", ep.inst.ID,
+					"attempt", attempt, "status", status, "error", err, "backoff", wait)
+				g.obs.Observe(resilience.Event{Kind: resilience.EventRetry, Service: up.name, Instance: ep.inst.ID, Reason: retryReason(status, err)})
+				if !sleepCtx(ctx, wait) {
+					nextDone(resilience.Excluded)
+					return true // the client left: nothing to answer
+				}
+				ep, done = next, nextDone
+				continue
+			}
 		}
 		abort := g.commitH1(w, r, rte, ep, c, res, err, &status)
-		g.account(r, rte, ep, &status, done)
+		g.account(r, rte, ep, status)
 		return abort
+	}
+}
+
+// admit picks an instance r has not tried whose breaker lets the request
+// in, marking each candidate tried; nil when none is left.
+func (u *upstream) admit(r *http.Request, tried *triedSet) (*endpoint, func(resilience.Outcome)) {
+	for {
+		ep, idx := u.pickAvailable(r, tried, time.Now())
+		if ep == nil {
+			return nil, nil
+		}
+		tried.add(idx)
+		if done, ok := ep.res.breaker.Allow(); ok {
+			return ep, done
+		}
+	}
+}
+
+// breakerOutcome is what an attempt's status tells the instance's breaker:
+// a client that left says nothing about the instance.
+func breakerOutcome(status int) resilience.Outcome {
+	switch {
+	case status == StatusClientClosedRequest:
+		return resilience.Excluded
+	case status >= 500:
+		return resilience.Failure
+	default:
+		return resilience.Success
 	}
 }
 
@@ -311,6 +325,44 @@ func (g *Gateway) commitH1(w http.ResponseWriter, r *http.Request, rte *Route, e
 		return abort
 	}
 	return false
+}
+
+// errRouteTimeout is the failure of a request whose route timeout ran out
+// before the response head arrived; it maps to 504.
+var errRouteTimeout = fmt.Errorf("route timeout before the response head: %w", context.DeadlineExceeded)
+
+// headDeadline bounds a net/http Transport request up to its response head
+// (the route's timeout) without bounding the response body, which shares
+// the request's context: the timer cancels the context only while the head
+// is still awaited.
+type headDeadline struct {
+	state  atomic.Int32 // 0 waiting, 1 head arrived, 2 timed out
+	cancel context.CancelFunc
+	timer  *time.Timer
+}
+
+func (h *headDeadline) start(ctx context.Context, d time.Duration) context.Context {
+	ctx, h.cancel = context.WithCancel(ctx)
+	if d > 0 {
+		h.timer = time.AfterFunc(d, func() {
+			if h.state.CompareAndSwap(0, 2) {
+				h.cancel()
+			}
+		})
+	}
+	return ctx
+}
+
+// arrived records that the head came; false when the deadline won.
+func (h *headDeadline) arrived() bool { return h.state.CompareAndSwap(0, 1) || h.state.Load() == 1 }
+
+func (h *headDeadline) expired() bool { return h.state.Load() == 2 }
+
+func (h *headDeadline) stop() {
+	if h.timer != nil {
+		h.timer.Stop()
+	}
+	h.cancel()
 }
 
 // clientBodyStatus maps a failure to read the client's request body to the
@@ -375,11 +427,13 @@ func (g *Gateway) responseCopyFailed(ctx context.Context, rte *Route, ep *endpoi
 // returns the status the client got (499 when it went away first) and
 // whether its response must be aborted. reqUpgrade is the protocol the
 // client asked to switch to, "" for none.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte *Route, ep *endpoint, reqUpgrade string) (int, bool) {
+func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte *Route, ep *endpoint, reqUpgrade string, done func(resilience.Outcome)) (int, bool) {
 	ctx := r.Context()
 	out := new(http.Request)
 	*out = *r // shallow: the header map is rebuilt below, the body is wrapped
-	out = out.WithContext(ctx)
+	head := headDeadline{}
+	out = out.WithContext(head.start(ctx, rte.Config.Timeout.D()))
+	defer head.stop()
 	u := *r.URL
 	u.Scheme = "http"
 	u.Host = ep.inst.HostPort
@@ -422,10 +476,33 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte 
 	}
 
 	res, err := rte.upstream.transport.RoundTrip(out)
+	if !head.arrived() && err == nil {
+		// The deadline fired as the head arrived: the request context is
+		// cancelled and the body cannot be read.
+		res.Body.Close()
+		err = errRouteTimeout
+	}
 	body.closeUnlessRead(w, r)
+	// The breaker learns the outcome from the head: a stream or a tunnel
+	// must not hold a half-open probe slot for its whole life.
+	switch {
+	case err != nil && ctx.Err() != nil:
+		done(resilience.Excluded)
+	case err != nil:
+		if body.failure() != nil {
+			done(resilience.Excluded) // the client's body failed, not the instance
+		} else {
+			done(resilience.Failure)
+		}
+	default:
+		done(breakerOutcome(res.StatusCode))
+	}
 	if err != nil {
 		if berr := body.failure(); berr != nil {
 			return g.clientBodyFailed(w, ctx, rte, berr)
+		}
+		if head.expired() {
+			err = errRouteTimeout
 		}
 		return g.upstreamFailed(w, ctx, rte, ep, err)
 	}

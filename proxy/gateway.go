@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -240,6 +241,15 @@ func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 
 	old, oldStates := g.transports, g.states
 	g.table.Store(t)
+	// Instances whose ejection record is gone must not keep counting
+	// against their service's max_ejection_percent.
+	for key, ir := range g.instRes {
+		if nir := g.nextInstRes[key]; nir == nil || nir.outlier != ir.outlier {
+			if svc := g.services[strings.SplitN(key, "\x00", 2)[0]]; svc != nil {
+				svc.outliers.Remove(ir.outlier)
+			}
+		}
+	}
 	g.services, g.instRes = g.nextServices, g.nextInstRes
 	g.cfg, g.transports, g.states = cfg, newTransports, newStates
 	now := time.Now()

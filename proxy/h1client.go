@@ -191,6 +191,9 @@ type h1Request struct {
 	trusted int
 	body    []byte // the whole body, read beforehand; nil for none
 	resend  bool   // the request may be sent a second time (canResend)
+	// deadline, when set, bounds the exchange up to the response head
+	// (the route's timeout); the response body is not bound by it.
+	deadline time.Time
 }
 
 // h1Response is the parsed head of an upstream response. Header fields were
@@ -293,8 +296,14 @@ func (s *h1Settings) exchange(ctx context.Context, c *upConn, req *h1Request, ds
 func (s *h1Settings) exchangeWatched(ctx context.Context, c *upConn, req *h1Request, dst http.Header) (*h1Response, error) {
 	// The response header timeout covers writing the request too: an
 	// upstream that stops reading cannot hold the request forever.
+	headDeadline := req.deadline
 	if s.responseHeader > 0 {
-		c.nc.SetDeadline(time.Now().Add(s.responseHeader))
+		if d := time.Now().Add(s.responseHeader); headDeadline.IsZero() || d.Before(headDeadline) {
+			headDeadline = d
+		}
+	}
+	if !headDeadline.IsZero() {
+		c.nc.SetDeadline(headDeadline)
 	}
 	// Setting a deadline may have overwritten the one the cancellation hook
 	// set just before; the hook runs only after ctx is done, so checking
@@ -325,7 +334,7 @@ func (s *h1Settings) exchangeWatched(ctx context.Context, c *upConn, req *h1Requ
 	if werr != nil {
 		res.keepAlive = false
 	}
-	if s.responseHeader > 0 {
+	if !headDeadline.IsZero() {
 		c.nc.SetDeadline(time.Time{})
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -138,6 +138,7 @@ func NewBreaker(name string, cfg config.CircuitBreaker, onChange func(name strin
 				float64(c.TotalFailures) >= ratio*float64(c.Requests)
 		},
 		OnStateChange: b.stateChanged,
+		IsExcluded:    func(err error) bool { return errors.Is(err, errExcluded) },
 	})
 	return b
 }
@@ -191,15 +192,40 @@ func (b *Breaker) flush() {
 	b.mu.Unlock()
 }
 
+// Outcome is what an attempt tells its breaker.
+type Outcome int8
+
+const (
+	// Success: the instance answered, below 500.
+	Success Outcome = iota
+	// Failure: a 5xx answer, a connect failure, a reset or a timeout.
+	Failure
+	// Excluded: the attempt says nothing about the instance (the client
+	// went away first). It is not counted, and frees its half-open slot.
+	Excluded
+)
+
+// OutcomeOf is Success when success is true, else Failure.
+func OutcomeOf(success bool) Outcome {
+	if success {
+		return Success
+	}
+	return Failure
+}
+
+// errExcluded is what an excluded attempt reports to gobreaker, whose
+// IsExcluded leaves it out of the counts.
+var errExcluded = errors.New("resilience: attempt excluded")
+
 // noopDone is the done of a disabled breaker.
-func noopDone(bool) {}
+func noopDone(Outcome) {}
 
 // Allow asks whether a request may go to the instance. When ok, the
 // caller must call done exactly once with the request's outcome (a later
 // call is ignored); a half-open breaker waits for its probes' outcomes, so
 // a missing call keeps it half-open. When not ok, the breaker is open, or
 // half-open with all its probes out, and done is nil.
-func (b *Breaker) Allow() (done func(success bool), ok bool) {
+func (b *Breaker) Allow() (done func(Outcome), ok bool) {
 	if b.cb == nil {
 		return noopDone, true
 	}
@@ -209,13 +235,16 @@ func (b *Breaker) Allow() (done func(success bool), ok bool) {
 		return nil, false
 	}
 	var once atomic.Bool
-	return func(success bool) {
+	return func(o Outcome) {
 		if once.Swap(true) {
 			return
 		}
-		if success {
+		switch o {
+		case Success:
 			report(nil)
-		} else {
+		case Excluded:
+			report(errExcluded)
+		default:
 			report(errAttemptFailed)
 		}
 		b.flush()

@@ -18,7 +18,7 @@ func record(t *testing.T, b *Breaker, success bool) {
 	if !ok {
 		t.Fatalf("Allow() refused in state %s", b.State())
 	}
-	done(success)
+	done(OutcomeOf(success))
 }
 
 // transitions collects a breaker's state changes.
@@ -192,11 +192,11 @@ func TestBreakerHalfOpen(t *testing.T) {
 		if b.Open() {
 			t.Error("Open() with probes out, want false: half-open")
 		}
-		done1(true)
+		done1(OutcomeOf(true))
 		if s := b.State(); s != StateHalfOpen {
 			t.Errorf("after 1 of 2 probes: state %s, want half-open", s)
 		}
-		done2(true)
+		done2(OutcomeOf(true))
 		if s := b.State(); s != StateClosed {
 			t.Errorf("after 2 successful probes: state %s, want closed", s)
 		}
@@ -241,8 +241,8 @@ func TestBreakerDoneCountsOnce(t *testing.T) {
 	if !ok {
 		t.Fatal("Allow() refused")
 	}
-	done(false)
-	done(false)
+	done(OutcomeOf(false))
+	done(OutcomeOf(false))
 	if s := b.State(); s != StateClosed {
 		t.Errorf("state %s after one failure reported twice, want closed", s)
 	}
@@ -298,7 +298,7 @@ func TestBreakerOnChangeMayCallBack(t *testing.T) {
 	go func() {
 		defer close(finished)
 		done, _ := b.Allow()
-		done(false)
+		done(OutcomeOf(false))
 	}()
 	select {
 	case <-finished:
@@ -328,7 +328,7 @@ func TestBreakerConcurrent(t *testing.T) {
 				_ = b.Open()
 				_ = b.RetryAfter()
 				if done, ok := b.Allow(); ok {
-					done((i+g)%3 == 0)
+					done(OutcomeOf((i+g)%3 == 0))
 				}
 			}
 		})

@@ -97,7 +97,7 @@ func _(p *RetryPolicy) {
 // NewRetryPolicy compiles cfg into a policy. responseHeaderTimeout is the
 // service's timeouts.response_header, the per-try timeout when cfg sets
 // none. Zero fields take their documented defaults (see the Default
-// constants; no statuses means 502, 503 and 504, which say that the
+// constants; nil statuses means 502, 503 and 504, which say that the
 // instance could not process the request or not in time); a back-off
 // maximum below the base is raised to the base. A negative ReplayLimit or
 // RetryAfterMax stands for an explicit zero: no body is replayed, and any
@@ -159,7 +159,9 @@ func NewRetryPolicyClock(cfg config.Retry, responseHeaderTimeout time.Duration, 
 	for _, s := range cfg.Statuses {
 		p.statuses.add(s)
 	}
-	if len(cfg.Statuses) == 0 {
+	if cfg.Statuses == nil {
+		// Unset: the defaults. An empty list, written as [], retries no
+		// status (connection failures still are).
 		p.statuses.add(http.StatusBadGateway)
 		p.statuses.add(http.StatusServiceUnavailable)
 		p.statuses.add(http.StatusGatewayTimeout)
