@@ -344,7 +344,6 @@ func (c *Consul) build() (snap *Snapshot, ready bool) {
 		}
 	}
 	var routes []RouteHint
-	routes = append(routes, c.tagRoutes...)
 	for name, s := range c.services {
 		if !s.synced {
 			if s.pinned {
@@ -354,6 +353,13 @@ func (c *Consul) build() (snap *Snapshot, ready bool) {
 		}
 		byName[name] = s.instances
 		routes = append(routes, s.metaRoutes...)
+	}
+	// A tag route joins once its service's instances are known, so that it
+	// never answers "no instance" while the health watch starts.
+	for _, h := range c.tagRoutes {
+		if _, ok := byName[h.Service]; ok {
+			routes = append(routes, h)
+		}
 	}
 	sortHints(routes)
 	snap = NewSnapshot("consul", byName, time.Now())
