@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshgate/meshgate/resilience"
 )
 
 // watchOptions are the timings of a blocking-query watch.
@@ -60,7 +61,7 @@ func runWatch[T any](ctx context.Context, o watchOptions, base api.QueryOptions,
 			index, first = 0, true
 			// Full jitter (AWS architecture blog): sleep a random time in
 			// [0, backoff), then double the cap.
-			if !sleep(ctx, time.Duration(rand.Int64N(int64(backoff))+1)) {
+			if !resilience.Sleep(ctx, time.Duration(rand.Int64N(int64(backoff))+1)) {
 				return
 			}
 			backoff = min(backoff*2, o.maxBackoff)
@@ -92,24 +93,9 @@ func runWatch[T any](ctx context.Context, o watchOptions, base api.QueryOptions,
 		if o.minInterval > 0 {
 			jitter = time.Duration(rand.Int64N(int64(o.minInterval)))
 		}
-		if !sleep(ctx, o.minInterval+jitter) {
+		if !resilience.Sleep(ctx, o.minInterval+jitter) {
 			return
 		}
-	}
-}
-
-// sleep waits d or until ctx is done, reporting whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

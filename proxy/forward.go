@@ -230,7 +230,7 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 				g.log.Debug("retrying", "route", rte.Name, "service", up.name, "instance", ep.inst.ID,
 					"attempt", attempt, "status", status, "error", err, "backoff", wait)
 				g.obs.Observe(resilience.Event{Kind: resilience.EventRetry, Service: up.name, Instance: ep.inst.ID, Reason: retryReason(status, err)})
-				if !sleepCtx(ctx, wait) {
+				if !resilience.Sleep(ctx, wait) {
 					nextDone(resilience.Excluded)
 					return true // the client left: nothing to answer
 				}

@@ -23,7 +23,7 @@ func backendFunc(t *testing.T, f http.HandlerFunc) *httptest.Server {
 	return s
 }
 
-func svcConfig(t *testing.T, service string, servers ...*httptest.Server) string {
+func svcConfig(t testing.TB, service string, servers ...*httptest.Server) string {
 	return `
 listeners: [{address: "127.0.0.1:0"}]
 services:

@@ -68,17 +68,8 @@ func resilienceConfig(t testing.TB, service string, backends ...*failing) string
 	for _, b := range backends {
 		servers = append(servers, b.srv)
 	}
-	return `
-listeners: [{address: "127.0.0.1:0"}]
-services:
-  svc:
-` + service + `
-    instances:
-` + instancesYAML(t, servers...) + `
-routes:
-  - {name: all, match: {path_prefix: /}, service: svc}
-  - {name: optin, match: {path_prefix: /optin}, service: svc, retry_non_idempotent: true}
-`
+	return svcConfig(t, service, servers...) +
+		"  - {name: optin, match: {path_prefix: /optin}, service: svc, retry_non_idempotent: true}\n"
 }
 
 func status(t testing.TB, h *harness, method, path string, body io.Reader, header map[string]string) (int, http.Header) {
