@@ -250,6 +250,7 @@ func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 			}
 		}
 	}
+	g.commitResilience()
 	g.services, g.instRes = g.nextServices, g.nextInstRes
 	g.cfg, g.transports, g.states = cfg, newTransports, newStates
 	now := time.Now()

@@ -23,6 +23,20 @@ type serviceState struct {
 	outliers *resilience.OutlierGroup
 	limiter  *resilience.Limiter
 	cfg      config.Service // the settings the state was built from
+	// reconfigure applies changed settings to carried-over state once the
+	// new table is in force.
+	reconfigure []func()
+}
+
+// commitResilience applies the settings of a table just put in force to
+// the state it carried over. Called with g.mu held.
+func (g *Gateway) commitResilience() {
+	for _, st := range g.nextServices {
+		for _, f := range st.reconfigure {
+			f()
+		}
+		st.reconfigure = nil
+	}
 }
 
 // instanceRes is an instance's breaker and ejection record; it outlives
@@ -69,14 +83,20 @@ func (g *Gateway) serviceResilience(name string, sc config.Service) *serviceStat
 		retry: resilience.NewRetryPolicy(sc.Retry, sc.Timeouts.ResponseHeader.D()),
 		cfg:   sc,
 	}
-	if prev != nil && reflect.DeepEqual(prev.cfg.Retry.Budget, sc.Retry.Budget) {
-		st.budget = prev.budget
+	// The budget and the ejection records keep their state across a
+	// change of settings; the new settings apply once the table that
+	// carries them is in force (commitResilience), so a failed reload
+	// changes nothing.
+	if prev != nil {
+		st.budget, st.outliers = prev.budget, prev.outliers
+		if !reflect.DeepEqual(prev.cfg.Retry.Budget, sc.Retry.Budget) {
+			st.reconfigure = append(st.reconfigure, func() { st.budget.Configure(sc.Retry.Budget) })
+		}
+		if !reflect.DeepEqual(prev.cfg.OutlierDetection, sc.OutlierDetection) {
+			st.reconfigure = append(st.reconfigure, func() { st.outliers.Configure(sc.OutlierDetection) })
+		}
 	} else {
 		st.budget = resilience.NewBudget(sc.Retry.Budget)
-	}
-	if prev != nil && reflect.DeepEqual(prev.cfg.OutlierDetection, sc.OutlierDetection) {
-		st.outliers = prev.outliers
-	} else {
 		st.outliers = resilience.NewOutlierGroup(sc.OutlierDetection)
 	}
 	if prev != nil && prev.cfg.MaxConcurrentRequests == sc.MaxConcurrentRequests {
@@ -103,7 +123,7 @@ func (g *Gateway) instanceResilience(svc *serviceState, service, id string) *ins
 			g.obs.Observe(resilience.Event{Kind: resilience.EventBreakerState, Service: service, Instance: id, From: from, To: to})
 		})
 	}
-	if prev != nil && g.services[service] != nil && g.services[service].outliers == svc.outliers {
+	if prev != nil && prev.outlier != nil && g.services[service] != nil && g.services[service].outliers == svc.outliers {
 		ir.outlier = prev.outlier
 	} else {
 		ir.outlier = svc.outliers.NewOutlier()

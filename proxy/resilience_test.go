@@ -430,3 +430,37 @@ func TestListenerConcurrencyLimit(t *testing.T) {
 		t.Errorf("second request: %d Retry-After %q, want 503 with Retry-After 1", res.StatusCode, res.Header.Get("Retry-After"))
 	}
 }
+
+func TestEjectionSurvivesReloadWithNewSettings(t *testing.T) {
+	t.Parallel()
+	bad, good := newFailing(t, "bad"), newFailing(t, "good")
+	bad.mode.Store("503")
+	cfgText := func(base string) string {
+		return resilienceConfig(t, `    retry: {attempts: 1}
+    circuit_breaker: {disabled: true}
+    outlier_detection: {consecutive_failures: 2, base_ejection_time: `+base+`, max_ejection_percent: 50}`, bad, good)
+	}
+	h := newHarness(t, parseConfig(t, cfgText("1m")))
+	for i := 0; i < 4; i++ {
+		status(t, h, "GET", "/", nil, nil)
+	}
+	ejected := func() bool {
+		return h.gw.table.Load().upstreams["svc"].endpoints[0].res.outlier.Ejected(time.Now())
+	}
+	if !ejected() {
+		t.Fatal("the failing instance was not ejected")
+	}
+	// A reload that fails changes nothing; one that changes the ejection
+	// settings keeps the ejection in force.
+	broken := parseConfig(t, cfgText("2m"))
+	broken.Routes[0].Service = "missing"
+	if err := h.gw.Reload(broken); err == nil {
+		t.Fatal("an invalid reload succeeded")
+	}
+	if err := h.gw.Reload(parseConfig(t, cfgText("2m"))); err != nil {
+		t.Fatal(err)
+	}
+	if !ejected() {
+		t.Error("a reload with new ejection settings lifted the ejection")
+	}
+}
