@@ -15,8 +15,9 @@ build: ## build meshgate and the demo services into .bin/
 run: build ## the edge gateway on the embedded default, in front of the demo services
 	@$(CURDIR)/deployments/run.sh $(BIN)
 
-tools: ## build Consul from tools/consul into .bin/ (cached per machine)
+tools: ## build Consul and Jaeger from tools/consul and tools/jaeger into .bin/ (cached per machine)
 	@$(CURDIR)/tools/ensure.sh consul
+	@$(CURDIR)/tools/ensure.sh jaeger
 
 test: tools ## every test, with the race detector
 	$(GO) vet ./...
