@@ -4,8 +4,9 @@
 // semantic conventions where one exists and with the meshgate. prefix
 // otherwise.
 //
-// Traces, OTLP exporters and the access log arrive with the telemetry
-// issue; today the package serves metrics.
+// Tracing (tracing.go) builds the tracer provider and propagators from the
+// OTEL_* variables with a bounded, non-blocking OTLP exporter; the proxy's
+// spans and the access log arrive with the telemetry issue.
 package telemetry
 
 import (
