@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/resilience"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 var _ http.Handler = (*Gateway)(nil)
@@ -24,12 +26,20 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	rte := t.router.match(r)
+	ctx, span := g.tr.startServer(r, rte)
+	status := http.StatusBadGateway // until a status is known
+	if span != nil {
+		// Deferred, so that aborted responses end their span too.
+		defer func() { endSpan(span, status, nil) }()
+	}
 	if rte == nil {
-		writeError(w, http.StatusNotFound, msgNoRoute)
+		status = http.StatusNotFound
+		writeError(w, status, msgNoRoute)
 		return
 	}
 	if r.ContentLength > t.maxBody {
-		writeError(w, http.StatusRequestEntityTooLarge, msgBodyTooLarge)
+		status = http.StatusRequestEntityTooLarge
+		writeError(w, status, msgBodyTooLarge)
 		return
 	}
 	upgrade := requestedUpgrade(r.Header)
@@ -37,7 +47,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// Counted from here, so that a shutdown that begins while the
 		// upstream has yet to agree waits for the tunnel too.
 		if !g.upgrades.begin() {
-			writeError(w, http.StatusServiceUnavailable, msgShuttingDown)
+			status = http.StatusServiceUnavailable
+			writeError(w, status, msgShuttingDown)
 			return
 		}
 		defer g.upgrades.end()
@@ -47,14 +58,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A bulkhead sheds rather than queues: the client may try again.
 		g.log.Debug("load shed", "route", rte.Name, "service", up.name)
 		g.obs.Observe(resilience.Event{Kind: resilience.EventLoadShed, Service: up.name, Reason: "service"})
+		event(span, "load_shed", attribute.String("meshgate.limit", "service"))
+		status = http.StatusServiceUnavailable
 		w.Header()["Retry-After"] = []string{"1"}
-		writeError(w, http.StatusServiceUnavailable, msgOverloaded)
+		writeError(w, status, msgOverloaded)
 		return
 	}
 	defer up.res.limiter.Release()
 	up.res.budget.Request()
 	if upgrade == "" && up.takesH1(r) {
-		if g.serveH1(w, r, t, rte) {
+		var abort bool
+		status, abort = g.serveH1(ctx, w, r, t, rte)
+		if abort {
 			panic(http.ErrAbortHandler) // see below
 		}
 		return
@@ -62,19 +77,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var tried triedSet
 	ep, done := up.admit(r, &tried)
 	if ep == nil {
+		status = http.StatusServiceUnavailable
 		g.unavailable(w, up)
 		return
 	}
 	ep.state.inFlight.Add(1)
 	ep.state.requests.Add(1)
+	cctx, cspan, traceHeader := g.tr.startClient(ctx, r, ep, r.URL.Path, 1)
 	// Deferred, so that an aborted response and any other panic end the
 	// accounting too; until a status is known the request is a failure.
-	status := http.StatusBadGateway
 	defer func() {
 		done(breakerOutcome(status)) // ignored when forward already reported
 		g.account(r, rte, ep, status)
+		endSpan(cspan, status, nil)
 	}()
-	status, abort := g.forward(w, r, t, rte, ep, upgrade, done)
+	var abort bool
+	status, abort = g.forward(cctx, w, r, t, rte, ep, upgrade, done, traceHeader)
 	if abort {
 		// The client must not take what net/http would send after this
 		// handler for an answer: a response cut short would end as if
@@ -143,10 +161,10 @@ func expectsContinue(r *http.Request) bool {
 // that attempt's answer. Nothing reaches the client before the attempt
 // that answers it is chosen. It reports whether the response must be
 // aborted.
-func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte *Route) bool {
+func (g *Gateway) serveH1(ctx context.Context, w http.ResponseWriter, r *http.Request, t *table, rte *Route) (int, bool) {
 	up := rte.upstream
 	pol := up.res.retry
-	ctx := r.Context()
+	span := trace.SpanFromContext(ctx)
 	req := h1Request{in: r, path: rte.upstreamPath(r.URL), query: r.URL.RawQuery, trusted: t.trusted, resend: canResend(r)}
 	if d := rte.Config.Timeout.D(); d > 0 {
 		// The route's deadline bounds the attempts up to the response
@@ -163,8 +181,7 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 		}
 		buf := (*bp)[:r.ContentLength]
 		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			_, abort := g.clientBodyFailed(w, ctx, rte, err)
-			return abort
+			return g.clientBodyFailed(w, ctx, rte, err)
 		}
 		req.body = buf
 	}
@@ -175,12 +192,14 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 	ep, done := up.admit(r, &tried)
 	if ep == nil {
 		g.unavailable(w, up)
-		return false
+		return http.StatusServiceUnavailable, false
 	}
 	for attempt := 1; ; attempt++ {
 		ep.state.inFlight.Add(1)
 		ep.state.requests.Add(1)
 		status := http.StatusBadGateway
+		_, cspan, traceHeader := g.tr.startClient(ctx, r, ep, req.path, attempt)
+		req.trace = traceHeader
 		c, res, err := up.h1.roundTrip(ctx, &ep.state.pool, ep.inst.HostPort, &req, dst)
 		retryable := false
 		switch {
@@ -220,6 +239,7 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 				next = nil
 				g.log.Debug("retry denied by the budget", "route", rte.Name, "service", up.name)
 				g.obs.Observe(resilience.Event{Kind: resilience.EventBudgetDenied, Service: up.name, Instance: ep.inst.ID})
+				event(span, "retry_budget_exhausted")
 			}
 			if next != nil {
 				if c != nil {
@@ -227,12 +247,15 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 				}
 				clear(dst)
 				g.account(r, rte, ep, status)
+				endSpan(cspan, status, err)
 				g.log.Debug("retrying", "route", rte.Name, "service", up.name, "instance", ep.inst.ID,
 					"attempt", attempt, "status", status, "error", err, "backoff", wait)
 				g.obs.Observe(resilience.Event{Kind: resilience.EventRetry, Service: up.name, Instance: ep.inst.ID, Reason: retryReason(status, err)})
+				event(span, "retry", attribute.String("meshgate.reason", retryReason(status, err)),
+					attribute.String("meshgate.instance", ep.inst.ID), attribute.Int("meshgate.attempt", attempt))
 				if !resilience.Sleep(ctx, wait) {
 					nextDone(resilience.Excluded)
-					return true // the client left: nothing to answer
+					return StatusClientClosedRequest, true // the client left: nothing to answer
 				}
 				ep, done = next, nextDone
 				continue
@@ -240,7 +263,8 @@ func (g *Gateway) serveH1(w http.ResponseWriter, r *http.Request, t *table, rte 
 		}
 		abort := g.commitH1(w, r, rte, ep, c, res, err, &status)
 		g.account(r, rte, ep, status)
-		return abort
+		endSpan(cspan, status, err)
+		return status, abort
 	}
 }
 
@@ -427,8 +451,8 @@ func (g *Gateway) responseCopyFailed(ctx context.Context, rte *Route, ep *endpoi
 // returns the status the client got (499 when it went away first) and
 // whether its response must be aborted. reqUpgrade is the protocol the
 // client asked to switch to, "" for none.
-func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte *Route, ep *endpoint, reqUpgrade string, done func(resilience.Outcome)) (int, bool) {
-	ctx := r.Context()
+func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, t *table, rte *Route, ep *endpoint,
+	reqUpgrade string, done func(resilience.Outcome), traceHeader http.Header) (int, bool) {
 	out := new(http.Request)
 	*out = *r // shallow: the header map is rebuilt below, the body is wrapped
 	head := headDeadline{}
@@ -452,6 +476,9 @@ func (g *Gateway) forward(w http.ResponseWriter, r *http.Request, t *table, rte 
 		out.Header["Te"] = []string{"trailers"}
 	}
 	forwardedFor(out.Header, r.RemoteAddr, r.Host, r.TLS != nil, t.trusted)
+	for k, vv := range traceHeader {
+		out.Header[k] = vv
+	}
 	if _, ok := out.Header["User-Agent"]; !ok {
 		// Keep Go's transport from adding its own User-Agent.
 		out.Header["User-Agent"] = nil

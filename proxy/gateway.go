@@ -22,6 +22,8 @@ import (
 	"github.com/meshgate/meshgate/discovery"
 	"github.com/meshgate/meshgate/proxy/balancer"
 	"github.com/meshgate/meshgate/resilience"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Options are the dependencies of a Gateway.
@@ -37,6 +39,11 @@ type Options struct {
 	// denials, breaker changes, ejections, load shedding) for metrics and
 	// traces. Optional; decisions are logged either way.
 	Observer resilience.Observer
+	// Tracer, when set, creates a server span per request and a client
+	// span per upstream attempt; Propagator (default W3C trace context and
+	// baggage) reads the client's trace context and writes each attempt's.
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
 }
 
 // Gateway is the request handler of the traffic listeners. Its zero value
@@ -46,6 +53,7 @@ type Gateway struct {
 	rnd   balancer.Rand
 	store *discovery.Store
 	obs   resilience.Observer
+	tr    tracing
 
 	table    atomic.Pointer[table]
 	draining atomic.Bool
@@ -98,6 +106,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		rnd:        opts.Rand,
 		store:      opts.Store,
 		obs:        opts.Observer,
+		tr:         tracing{tracer: opts.Tracer, prop: opts.Propagator},
 		transports: make(map[string]*transportEntry),
 		states:     make(map[string]map[string]*endpointState),
 		services:   make(map[string]*serviceState),
@@ -105,6 +114,9 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	}
 	if g.log == nil {
 		g.log = slog.Default()
+	}
+	if g.tr.tracer != nil && g.tr.prop == nil {
+		g.tr.prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	if g.rnd == nil {
 		g.rnd = balancer.DefaultRand{}

@@ -194,6 +194,9 @@ type h1Request struct {
 	// deadline, when set, bounds the exchange up to the response head
 	// (the route's timeout); the response body is not bound by it.
 	deadline time.Time
+	// trace holds the trace context headers of the attempt's client span
+	// (traceparent, tracestate, baggage, b3...); they replace the client's.
+	trace http.Header
 }
 
 // h1Response is the parsed head of an upstream response. Header fields were
@@ -396,6 +399,17 @@ func writeRequest(bw *bufio.Writer, req *h1Request) {
 		if req.trusted > 0 && k == "X-Forwarded-For" {
 			continue // written below with the peer appended
 		}
+		if _, ok := req.trace[k]; ok {
+			continue // replaced by the attempt's trace context below
+		}
+		for _, v := range vv {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	for k, vv := range req.trace {
 		for _, v := range vv {
 			bw.WriteString(k)
 			bw.WriteString(": ")

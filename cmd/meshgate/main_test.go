@@ -54,8 +54,15 @@ type proc struct {
 
 func startMeshgate(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startMeshgateEnv(t, nil, args...)
+}
+
+// startMeshgateEnv starts meshgate with env added to the test's own.
+func startMeshgateEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{lines: make(chan map[string]any, 256), exited: make(chan error, 1)}
 	p.cmd = exec.Command(binary, args...)
+	p.cmd.Env = append(os.Environ(), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -81,6 +81,19 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	}
 }
 
+// tracingWanted reports whether spans should be exported: an OTLP endpoint
+// is configured through the standard variables, or OTEL_TRACES_EXPORTER
+// asks for otlp. Without either, meshgate creates no spans at all (no cost
+// on the request path) rather than exporting to a collector that is not
+// there.
+func tracingWanted() bool {
+	if os.Getenv("OTEL_TRACES_EXPORTER") == "none" {
+		return false
+	}
+	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" ||
+		os.Getenv("OTEL_TRACES_EXPORTER") == "otlp"
+}
+
 // loadConfig reads path, or the embedded default when path is empty.
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
@@ -208,7 +221,19 @@ func run(ctx context.Context, opts runOptions) error {
 	log.Info("starting meshgate", "version", Version, "config", name)
 
 	store := discovery.NewStore()
-	metrics, err := telemetry.NewMetrics(nil)
+	tracing, err := telemetry.NewTracing(ctx, telemetry.TracingOptions{ServiceVersion: Version, Disabled: !tracingWanted()})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush what is queued, bounded: a dead collector must not hold the exit.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			log.Warn("flushing traces", "error", err, "dropped_spans", tracing.Dropped())
+		}
+	}()
+	metrics, err := telemetry.NewMetrics(tracing.Resource())
 	if err != nil {
 		return err
 	}
@@ -217,7 +242,11 @@ func run(ctx context.Context, opts runOptions) error {
 	if err != nil {
 		return err
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Logger: log, Store: store, Observer: observer})
+	popts := proxy.Options{Logger: log, Store: store, Observer: observer}
+	if tracingWanted() {
+		popts.Tracer, popts.Propagator = tracing.Tracer(), tracing.Propagator()
+	}
+	gw, err := proxy.New(cfg, popts)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,106 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func attrOf(kvs []attribute.KeyValue, key string) (attribute.Value, bool) {
+	for _, kv := range kvs {
+		if string(kv.Key) == key {
+			return kv.Value, true
+		}
+	}
+	return attribute.Value{}, false
+}
+
+func TestSpansPerRequestAndAttempt(t *testing.T) {
+	t.Parallel()
+	bad, good := newFailing(t, "bad"), newFailing(t, "good")
+	bad.mode.Store("503")
+	seen := make(chan string, 4)
+	// The good backend records the traceparent it receives.
+	good.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get("Traceparent")
+		w.Header().Set("X-Backend", "good")
+	})
+	cfg := parseConfig(t, resilienceConfig(t, "    circuit_breaker: {disabled: true}\n    outlier_detection: {disabled: true}", bad, good))
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	defer front.Close()
+
+	const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	req, _ := http.NewRequest("GET", front.URL+"/items/1", nil)
+	req.Header.Set("Traceparent", incoming)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	upstreamTP := <-seen
+
+	spans := rec.Ended()
+	var server sdktrace.ReadOnlySpan
+	var clients []sdktrace.ReadOnlySpan
+	for _, s := range spans {
+		switch s.SpanKind() {
+		case trace.SpanKindServer:
+			server = s
+		case trace.SpanKindClient:
+			clients = append(clients, s)
+		}
+	}
+	if server == nil || len(clients) != 2 {
+		t.Fatalf("got %d spans (server %v, %d client), want 1 server and 2 client spans", len(spans), server != nil, len(clients))
+	}
+	if server.Name() != "GET /" {
+		t.Errorf("server span name %q, want %q (method and route template)", server.Name(), "GET /")
+	}
+	if got := server.SpanContext().TraceID().String(); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("server span trace %s: the incoming trace context was not continued", got)
+	}
+	if v, _ := attrOf(server.Attributes(), "http.route"); v.AsString() != "/" {
+		t.Errorf("http.route = %q", v.AsString())
+	}
+	if v, _ := attrOf(server.Attributes(), "http.response.status_code"); v.AsInt64() != 200 {
+		t.Errorf("server status attribute = %v", v.AsInt64())
+	}
+	var retryEvent bool
+	for _, e := range server.Events() {
+		retryEvent = retryEvent || e.Name == "retry"
+	}
+	if !retryEvent {
+		t.Error("no retry event on the server span")
+	}
+	first, second := clients[0], clients[1]
+	if first.Parent().SpanID() != server.SpanContext().SpanID() || second.Parent().SpanID() != server.SpanContext().SpanID() {
+		t.Error("client spans are not children of the server span")
+	}
+	if _, ok := attrOf(first.Attributes(), "http.request.resend_count"); ok {
+		t.Error("the first attempt carries http.request.resend_count")
+	}
+	if v, ok := attrOf(second.Attributes(), "http.request.resend_count"); !ok || v.AsInt64() != 1 {
+		t.Errorf("second attempt resend_count = %v (present %v), want 1", v.AsInt64(), ok)
+	}
+	if v, _ := attrOf(first.Attributes(), "http.response.status_code"); v.AsInt64() != 503 {
+		t.Errorf("first attempt status = %v, want 503", v.AsInt64())
+	}
+	if !strings.Contains(upstreamTP, second.SpanContext().SpanID().String()) || !strings.Contains(upstreamTP, "4bf92f3577b34da6a3ce929d0e0e4736") {
+		t.Errorf("upstream traceparent %q does not name the attempt's span %s", upstreamTP, second.SpanContext().SpanID())
+	}
+}
