@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/resilience"
+	"github.com/meshgate/meshgate/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -28,9 +29,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rte := t.router.match(r)
 	ctx, span := g.tr.startServer(r, rte)
 	status := http.StatusBadGateway // until a status is known
-	if span != nil {
-		// Deferred, so that aborted responses end their span too.
-		defer func() { endSpan(span, status, nil) }()
+	if span != nil || g.met != nil {
+		// Deferred, so that aborted responses are recorded too.
+		start, scheme := time.Now(), schemeOf(r)
+		if g.met != nil {
+			g.met.ServerStarted(ctx, r.Method, scheme)
+		}
+		defer func() {
+			endSpan(span, status, nil)
+			if g.met != nil {
+				route, service := "", ""
+				if rte != nil {
+					route, service = routeTemplate(rte), rte.upstream.name
+				}
+				g.met.ServerDone(ctx, start, r.Method, scheme, route, service, status, telemetry.ErrorType(status))
+			}
+		}()
 	}
 	if rte == nil {
 		status = http.StatusNotFound
@@ -84,12 +98,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ep.state.inFlight.Add(1)
 	ep.state.requests.Add(1)
 	cctx, cspan, traceHeader := g.tr.startClient(ctx, r, ep, r.URL.Path, 1)
+	attemptStart := time.Now()
 	// Deferred, so that an aborted response and any other panic end the
 	// accounting too; until a status is known the request is a failure.
 	defer func() {
 		done(breakerOutcome(status)) // ignored when forward already reported
 		g.account(r, rte, ep, status)
 		endSpan(cspan, status, nil)
+		g.clientDone(cctx, attemptStart, r, up, ep, status, nil)
 	}()
 	var abort bool
 	status, abort = g.forward(cctx, w, r, t, rte, ep, upgrade, done, traceHeader)
@@ -198,8 +214,9 @@ func (g *Gateway) serveH1(ctx context.Context, w http.ResponseWriter, r *http.Re
 		ep.state.inFlight.Add(1)
 		ep.state.requests.Add(1)
 		status := http.StatusBadGateway
-		_, cspan, traceHeader := g.tr.startClient(ctx, r, ep, req.path, attempt)
+		cctx, cspan, traceHeader := g.tr.startClient(ctx, r, ep, req.path, attempt)
 		req.trace = traceHeader
+		attemptStart := time.Now()
 		c, res, err := up.h1.roundTrip(ctx, &ep.state.pool, ep.inst.HostPort, &req, dst)
 		retryable := false
 		switch {
@@ -248,6 +265,7 @@ func (g *Gateway) serveH1(ctx context.Context, w http.ResponseWriter, r *http.Re
 				clear(dst)
 				g.account(r, rte, ep, status)
 				endSpan(cspan, status, err)
+				g.clientDone(cctx, attemptStart, r, up, ep, status, err)
 				g.log.Debug("retrying", "route", rte.Name, "service", up.name, "instance", ep.inst.ID,
 					"attempt", attempt, "status", status, "error", err, "backoff", wait)
 				g.obs.Observe(resilience.Event{Kind: resilience.EventRetry, Service: up.name, Instance: ep.inst.ID, Reason: retryReason(status, err)})
@@ -264,6 +282,7 @@ func (g *Gateway) serveH1(ctx context.Context, w http.ResponseWriter, r *http.Re
 		abort := g.commitH1(w, r, rte, ep, c, res, err, &status)
 		g.account(r, rte, ep, status)
 		endSpan(cspan, status, err)
+		g.clientDone(cctx, attemptStart, r, up, ep, status, err)
 		return status, abort
 	}
 }
@@ -294,6 +313,26 @@ func breakerOutcome(status int) resilience.Outcome {
 	default:
 		return resilience.Success
 	}
+}
+
+// clientDone records an upstream attempt's duration, when metrics are on.
+func (g *Gateway) clientDone(ctx context.Context, start time.Time, r *http.Request, up *upstream, ep *endpoint, status int, err error) {
+	if g.met == nil {
+		return
+	}
+	errType := telemetry.ErrorType(status)
+	if err != nil {
+		errType = errorType(status)
+	}
+	g.met.ClientDone(ctx, start, r.Method, up.name, ep.inst.ID, ep.inst.Address, ep.inst.Port, status, errType)
+}
+
+// schemeOf is the url.scheme of a request received by the gateway.
+func schemeOf(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // retryReason names why an attempt is retried: its status, or the kind of

@@ -22,6 +22,7 @@ import (
 	"github.com/meshgate/meshgate/discovery"
 	"github.com/meshgate/meshgate/proxy/balancer"
 	"github.com/meshgate/meshgate/resilience"
+	"github.com/meshgate/meshgate/telemetry"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -44,6 +45,9 @@ type Options struct {
 	// baggage) reads the client's trace context and writes each attempt's.
 	Tracer     trace.Tracer
 	Propagator propagation.TextMapPropagator
+	// Metrics, when set, records http.server.request.duration,
+	// http.client.request.duration and http.server.active_requests.
+	Metrics *telemetry.HTTPMetrics
 }
 
 // Gateway is the request handler of the traffic listeners. Its zero value
@@ -54,6 +58,7 @@ type Gateway struct {
 	store *discovery.Store
 	obs   resilience.Observer
 	tr    tracing
+	met   *telemetry.HTTPMetrics
 
 	table    atomic.Pointer[table]
 	draining atomic.Bool
@@ -107,6 +112,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		store:      opts.Store,
 		obs:        opts.Observer,
 		tr:         tracing{tracer: opts.Tracer, prop: opts.Propagator},
+		met:        opts.Metrics,
 		transports: make(map[string]*transportEntry),
 		states:     make(map[string]map[string]*endpointState),
 		services:   make(map[string]*serviceState),

@@ -49,11 +49,7 @@ func (tr *tracing) startServer(r *http.Request, rte *Route) (context.Context, tr
 		semconv.ServerAddress(stripPort(r.Host)),
 		semconv.NetworkPeerAddress(remoteIP(r.RemoteAddr)),
 	}
-	if r.TLS != nil {
-		attrs = append(attrs, semconv.URLScheme("https"))
-	} else {
-		attrs = append(attrs, semconv.URLScheme("http"))
-	}
+	attrs = append(attrs, semconv.URLScheme(schemeOf(r)))
 	if ua := r.UserAgent(); ua != "" {
 		attrs = append(attrs, semconv.UserAgentOriginal(ua))
 	}

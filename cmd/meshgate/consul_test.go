@@ -267,7 +267,8 @@ discovery:
 	}
 	metricsText, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	for _, want := range []string{"meshgate_discovery_consul_errors_total", "meshgate_discovery_consul_staleness_seconds", `meshgate_discovery_instances{meshgate_health="passing",meshgate_service="orders"`} {
+	for _, want := range []string{"meshgate_discovery_consul_errors_total", "meshgate_discovery_consul_staleness_seconds", `meshgate_discovery_instances{meshgate_health="passing",meshgate_service="orders"`,
+		`http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",http_route="/orders"`} {
 		if !strings.Contains(string(metricsText), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

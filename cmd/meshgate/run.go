@@ -242,7 +242,11 @@ func run(ctx context.Context, opts runOptions) error {
 	if err != nil {
 		return err
 	}
-	popts := proxy.Options{Logger: log, Store: store, Observer: observer}
+	httpMetrics, err := telemetry.NewHTTPMetrics(metrics.Meter())
+	if err != nil {
+		return err
+	}
+	popts := proxy.Options{Logger: log, Store: store, Observer: observer, Metrics: httpMetrics}
 	if tracingWanted() {
 		popts.Tracer, popts.Propagator = tracing.Tracer(), tracing.Propagator()
 	}
