@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/trace"
 	"net"
 	"net/http"
 	"strconv"
@@ -36,6 +37,18 @@ const (
 // writeError answers with the JSON error body of the contract:
 // {"error": "...", "status": N}. The body is built without reflection.
 func writeError(w http.ResponseWriter, status int, msg string) {
+	writeErrorTrace(w, nil, status, msg)
+}
+
+// writeErrorTrace is writeError with the trace_id of the span in ctx (nil
+// or no span: none), so that a client can quote it in a report.
+func writeErrorTrace(w http.ResponseWriter, ctx context.Context, status int, msg string) {
+	var traceID trace.TraceID
+	if ctx != nil {
+		if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+			traceID = sc.TraceID()
+		}
+	}
 	h := w.Header()
 	h["Content-Type"] = []string{"application/json"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
@@ -45,6 +58,11 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	b = strconv.AppendQuote(b, msg)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(status), 10)
+	if traceID.IsValid() {
+		b = append(b, `,"trace_id":"`...)
+		b = append(b, traceID.String()...)
+		b = append(b, '"')
+	}
 	b = append(b, "}\n"...)
 	h["Content-Length"] = []string{strconv.Itoa(len(b))}
 	w.WriteHeader(status)

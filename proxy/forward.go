@@ -48,12 +48,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if rte == nil {
 		status = http.StatusNotFound
-		writeError(w, status, msgNoRoute)
+		writeErrorTrace(w, ctx, status, msgNoRoute)
 		return
 	}
 	if r.ContentLength > t.maxBody {
 		status = http.StatusRequestEntityTooLarge
-		writeError(w, status, msgBodyTooLarge)
+		writeErrorTrace(w, ctx, status, msgBodyTooLarge)
 		return
 	}
 	upgrade := requestedUpgrade(r.Header)
@@ -62,7 +62,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// upstream has yet to agree waits for the tunnel too.
 		if !g.upgrades.begin() {
 			status = http.StatusServiceUnavailable
-			writeError(w, status, msgShuttingDown)
+			writeErrorTrace(w, ctx, status, msgShuttingDown)
 			return
 		}
 		defer g.upgrades.end()
@@ -75,7 +75,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		event(span, "load_shed", attribute.String("meshgate.limit", "service"))
 		status = http.StatusServiceUnavailable
 		w.Header()["Retry-After"] = []string{"1"}
-		writeError(w, status, msgOverloaded)
+		writeErrorTrace(w, ctx, status, msgOverloaded)
 		return
 	}
 	defer up.res.limiter.Release()
@@ -92,7 +92,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ep, done := up.admit(r, &tried)
 	if ep == nil {
 		status = http.StatusServiceUnavailable
-		g.unavailable(w, up)
+		g.unavailable(ctx, w, up)
 		return
 	}
 	ep.state.inFlight.Add(1)
@@ -122,9 +122,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // unavailable answers 503 when no instance can take a request: none is
 // known, or every one is ejected or behind an open breaker. Retry-After
 // says when the first breaker lets a probe through.
-func (g *Gateway) unavailable(w http.ResponseWriter, up *upstream) {
+func (g *Gateway) unavailable(ctx context.Context, w http.ResponseWriter, up *upstream) {
 	w.Header()["Retry-After"] = []string{up.unavailableRetryAfter()}
-	writeError(w, http.StatusServiceUnavailable, msgNoInstance)
+	writeErrorTrace(w, ctx, http.StatusServiceUnavailable, msgNoInstance)
 }
 
 // account ends an attempt's bookkeeping on its instance: it is no longer
@@ -207,7 +207,7 @@ func (g *Gateway) serveH1(ctx context.Context, w http.ResponseWriter, r *http.Re
 	var tried triedSet
 	ep, done := up.admit(r, &tried)
 	if ep == nil {
-		g.unavailable(w, up)
+		g.unavailable(ctx, w, up)
 		return http.StatusServiceUnavailable, false
 	}
 	for attempt := 1; ; attempt++ {
@@ -279,7 +279,7 @@ func (g *Gateway) serveH1(ctx context.Context, w http.ResponseWriter, r *http.Re
 				continue
 			}
 		}
-		abort := g.commitH1(w, r, rte, ep, c, res, err, &status)
+		abort := g.commitH1(ctx, w, r, rte, ep, c, res, err, &status)
 		g.account(r, rte, ep, status)
 		endSpan(cspan, status, err)
 		g.clientDone(cctx, attemptStart, r, up, ep, status, err)
@@ -350,8 +350,7 @@ func retryReason(status int, err error) string {
 // commitH1 sends the chosen attempt's outcome to the client: the failure
 // mapped to its status, or the response streamed. status is updated with
 // what the client got.
-func (g *Gateway) commitH1(w http.ResponseWriter, r *http.Request, rte *Route, ep *endpoint, c *upConn, res *h1Response, err error, status *int) bool {
-	ctx := r.Context()
+func (g *Gateway) commitH1(ctx context.Context, w http.ResponseWriter, r *http.Request, rte *Route, ep *endpoint, c *upConn, res *h1Response, err error, status *int) bool {
 	up := rte.upstream
 	dst := w.Header()
 	if err != nil {
@@ -368,7 +367,7 @@ func (g *Gateway) commitH1(w http.ResponseWriter, r *http.Request, rte *Route, e
 		}
 		g.log.Warn("upstream request failed", "route", rte.Name, "service", up.name,
 			"instance", ep.inst.ID, "status", *status, "error", err)
-		writeError(w, *status, msg)
+		writeErrorTrace(w, ctx, *status, msg)
 		return false
 	}
 	w.WriteHeader(res.status)
@@ -455,7 +454,7 @@ func (g *Gateway) clientBodyFailed(w http.ResponseWriter, ctx context.Context, r
 		return status, true
 	}
 	g.log.Debug("reading the request body failed", "route", rte.Name, "status", status, "error", err)
-	writeError(w, status, msg)
+	writeErrorTrace(w, ctx, status, msg)
 	return status, false
 }
 
@@ -468,7 +467,7 @@ func (g *Gateway) upstreamFailed(w http.ResponseWriter, ctx context.Context, rte
 	}
 	g.log.Warn("upstream request failed", "route", rte.Name, "service", rte.upstream.name,
 		"instance", ep.inst.ID, "status", status, "error", err)
-	writeError(w, status, msg)
+	writeErrorTrace(w, ctx, status, msg)
 	return status, false
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -102,5 +103,46 @@ func TestSpansPerRequestAndAttempt(t *testing.T) {
 	}
 	if !strings.Contains(upstreamTP, second.SpanContext().SpanID().String()) || !strings.Contains(upstreamTP, "4bf92f3577b34da6a3ce929d0e0e4736") {
 		t.Errorf("upstream traceparent %q does not name the attempt's span %s", upstreamTP, second.SpanContext().SpanID())
+	}
+}
+
+func TestErrorBodyCarriesTraceID(t *testing.T) {
+	t.Parallel()
+	good := newFailing(t, "good")
+	cfg := parseConfig(t, `
+listeners: [{address: "127.0.0.1:0"}]
+services:
+  svc:
+    instances:
+`+instancesYAML(t, good.srv)+`
+routes: [{match: {path: /only}, service: svc}]
+`)
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	defer front.Close()
+	res, err := http.Get(front.URL + "/nowhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Status  int    `json:"status"`
+		TraceID string `json:"trace_id"`
+	}
+	json.NewDecoder(res.Body).Decode(&body)
+	res.Body.Close()
+	spans := rec.Ended()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want the server span", len(spans))
+	}
+	if body.Status != 404 || body.TraceID != spans[0].SpanContext().TraceID().String() {
+		t.Errorf("error body %+v, want status 404 and trace_id %s", body, spans[0].SpanContext().TraceID())
+	}
+	if spans[0].Name() != "GET" {
+		t.Errorf("span of an unrouted request named %q, want the method alone", spans[0].Name())
 	}
 }
