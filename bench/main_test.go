@@ -32,13 +32,13 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && (os.Args[1] == "-serve-backend" || os.Args[1] == "-serve-baseline") {
 		os.Exit(mainExit(os.Args[1:]))
 	}
-	if len(os.Args) == 4 && os.Args[1] == "run" && os.Args[2] == "--config" {
+	if len(os.Args) >= 4 && os.Args[1] == "run" && os.Args[2] == "--config" {
 		os.Exit(fakeMeshgate(os.Args[3]))
 	}
 	os.Exit(m.Run())
 }
 
-// fakeMeshgate stands in for `meshgate run --config FILE` while the real
+// fakeMeshgate stands in for `meshgate run --config FILE [flags]` while the real
 // binary may not build: it reads the generated config with meshgate's own
 // types, serves /readyz on the admin address and proxies the listener
 // round robin to the service's instances (with gobaseline's proxy).

@@ -311,7 +311,7 @@ func startTarget(ctx context.Context, e *env, name string) (*instance, error) {
 		if err := os.WriteFile(file, []byte(meshgateConfig(listen, admin, e.backAddr)), 0o644); err != nil {
 			return nil, fmt.Errorf("starting meshgate: %w", err)
 		}
-		c, err = e.sup.start(name, e.cpuList, []string{"GOMAXPROCS=1"}, e.meshgate, "run", "--config", file)
+		c, err = e.sup.start(name, e.cpuList, []string{"GOMAXPROCS=1"}, e.meshgate, "run", "--config", file, "--access-log", "off")
 		if err != nil {
 			return nil, err
 		}

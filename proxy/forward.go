@@ -29,11 +29,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rte := t.router.match(r)
 	ctx, span := g.tr.startServer(r, rte)
 	status := http.StatusBadGateway // until a status is known
-	if span != nil || g.met != nil {
+	var info *requestInfo
+	if span != nil || g.met != nil || g.access != nil {
 		// Deferred, so that aborted responses are recorded too.
 		start, scheme := time.Now(), schemeOf(r)
 		if g.met != nil {
 			g.met.ServerStarted(ctx, r.Method, scheme)
+		}
+		if g.access != nil {
+			info = &requestInfo{}
+			cw := &countingWriter{ResponseWriter: w}
+			w = cw
+			info.bytes = &cw.n
 		}
 		defer func() {
 			endSpan(span, status, nil)
@@ -43,6 +50,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					route, service = routeTemplate(rte), rte.upstream.name
 				}
 				g.met.ServerDone(ctx, start, r.Method, scheme, route, service, status, telemetry.ErrorType(status))
+			}
+			if info != nil {
+				g.logAccess(ctx, r, rte, info, status, start)
 			}
 		}()
 	}
@@ -82,7 +92,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	up.res.budget.Request()
 	if upgrade == "" && up.takesH1(r) {
 		var abort bool
-		status, abort = g.serveH1(ctx, w, r, t, rte)
+		status, abort = g.serveH1(ctx, w, r, t, rte, info)
 		if abort {
 			panic(http.ErrAbortHandler) // see below
 		}
@@ -99,6 +109,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ep.state.requests.Add(1)
 	cctx, cspan, traceHeader := g.tr.startClient(ctx, r, ep, r.URL.Path, 1)
 	attemptStart := time.Now()
+	info.attempt(ep)
 	// Deferred, so that an aborted response and any other panic end the
 	// accounting too; until a status is known the request is a failure.
 	defer func() {
@@ -177,7 +188,7 @@ func expectsContinue(r *http.Request) bool {
 // that attempt's answer. Nothing reaches the client before the attempt
 // that answers it is chosen. It reports whether the response must be
 // aborted.
-func (g *Gateway) serveH1(ctx context.Context, w http.ResponseWriter, r *http.Request, t *table, rte *Route) (int, bool) {
+func (g *Gateway) serveH1(ctx context.Context, w http.ResponseWriter, r *http.Request, t *table, rte *Route, info *requestInfo) (int, bool) {
 	up := rte.upstream
 	pol := up.res.retry
 	span := trace.SpanFromContext(ctx)
@@ -217,6 +228,7 @@ func (g *Gateway) serveH1(ctx context.Context, w http.ResponseWriter, r *http.Re
 		cctx, cspan, traceHeader := g.tr.startClient(ctx, r, ep, req.path, attempt)
 		req.trace = traceHeader
 		attemptStart := time.Now()
+		info.attempt(ep)
 		c, res, err := up.h1.roundTrip(ctx, &ep.state.pool, ep.inst.HostPort, &req, dst)
 		retryable := false
 		switch {

@@ -45,6 +45,9 @@ type Options struct {
 	// baggage) reads the client's trace context and writes each attempt's.
 	Tracer     trace.Tracer
 	Propagator propagation.TextMapPropagator
+	// AccessLog, when set, receives one line per request (see logAccess);
+	// nil turns the access log off.
+	AccessLog *slog.Logger
 	// Metrics, when set, records http.server.request.duration,
 	// http.client.request.duration and http.server.active_requests.
 	Metrics *telemetry.HTTPMetrics
@@ -53,12 +56,13 @@ type Options struct {
 // Gateway is the request handler of the traffic listeners. Its zero value
 // is not usable; build one with New.
 type Gateway struct {
-	log   *slog.Logger
-	rnd   balancer.Rand
-	store *discovery.Store
-	obs   resilience.Observer
-	tr    tracing
-	met   *telemetry.HTTPMetrics
+	log    *slog.Logger
+	rnd    balancer.Rand
+	store  *discovery.Store
+	obs    resilience.Observer
+	tr     tracing
+	met    *telemetry.HTTPMetrics
+	access *slog.Logger
 
 	table    atomic.Pointer[table]
 	draining atomic.Bool
@@ -113,6 +117,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		obs:        opts.Observer,
 		tr:         tracing{tracer: opts.Tracer, prop: opts.Propagator},
 		met:        opts.Metrics,
+		access:     opts.AccessLog,
 		transports: make(map[string]*transportEntry),
 		states:     make(map[string]map[string]*endpointState),
 		services:   make(map[string]*serviceState),

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -144,5 +146,44 @@ routes: [{match: {path: /only}, service: svc}]
 	}
 	if spans[0].Name() != "GET" {
 		t.Errorf("span of an unrouted request named %q, want the method alone", spans[0].Name())
+	}
+}
+
+func TestAccessLogLine(t *testing.T) {
+	t.Parallel()
+	bad, good := newFailing(t, "bad"), newFailing(t, "good")
+	bad.mode.Store("503")
+	cfg := parseConfig(t, resilienceConfig(t, "    circuit_breaker: {disabled: true}\n    outlier_detection: {disabled: true}", bad, good))
+	var buf syncBuffer
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test"), AccessLog: slog.New(slog.NewJSONHandler(&buf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	defer front.Close()
+	res, err := http.Get(front.URL + "/items?x=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	var line map[string]any
+	waitFor(t, func() bool { return json.Unmarshal([]byte(buf.String()), &line) == nil })
+	want := map[string]any{
+		"msg": "request", "method": "GET", "path": "/items", "route": "all", "service": "svc",
+		"status": float64(200), "attempts": float64(2), "bytes": float64(len("good")),
+		"trace_id": rec.Ended()[len(rec.Ended())-1].SpanContext().TraceID().String(),
+	}
+	for k, v := range want {
+		if line[k] != v {
+			t.Errorf("access log %s = %v, want %v (line %s)", k, line[k], v, buf.String())
+		}
+	}
+	for _, k := range []string{"span_id", "instance", "instances", "duration_ms", "remote"} {
+		if _, ok := line[k]; !ok {
+			t.Errorf("access log lacks %s: %s", k, buf.String())
+		}
 	}
 }

@@ -28,7 +28,9 @@ type runOptions struct {
 	configPath string
 	logLevel   string
 	logFormat  string
+	accessLog  string
 	stderr     io.Writer
+	stdout     io.Writer
 	// started, when set, is called once every listener is bound (tests).
 	started func(*proxy.Server)
 }
@@ -48,6 +50,7 @@ good configuration.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.stderr = cmd.ErrOrStderr()
+			opts.stdout = cmd.OutOrStdout()
 			return run(cmd.Context(), opts)
 		},
 	}
@@ -55,6 +58,8 @@ good configuration.`,
 		"configuration file (env MESHGATE_CONFIG); the embedded default when empty")
 	cmd.Flags().StringVar(&opts.logLevel, "log-level", envOr("MESHGATE_LOG_LEVEL", "info"), "debug, info, warn or error (env MESHGATE_LOG_LEVEL)")
 	cmd.Flags().StringVar(&opts.logFormat, "log-format", envOr("MESHGATE_LOG_FORMAT", "json"), "json or text (env MESHGATE_LOG_FORMAT)")
+	cmd.Flags().StringVar(&opts.accessLog, "access-log", envOr("MESHGATE_ACCESS_LOG", "stdout"),
+		"where the JSON access log goes: stdout, stderr or off (env MESHGATE_ACCESS_LOG)")
 	return cmd
 }
 
@@ -247,6 +252,15 @@ func run(ctx context.Context, opts runOptions) error {
 		return err
 	}
 	popts := proxy.Options{Logger: log, Store: store, Observer: observer, Metrics: httpMetrics}
+	switch opts.accessLog {
+	case "stdout":
+		popts.AccessLog = slog.New(slog.NewJSONHandler(opts.stdout, nil))
+	case "stderr":
+		popts.AccessLog = slog.New(slog.NewJSONHandler(opts.stderr, nil))
+	case "off", "":
+	default:
+		return fmt.Errorf("--access-log %q: want stdout, stderr or off", opts.accessLog)
+	}
 	if tracingWanted() {
 		popts.Tracer, popts.Propagator = tracing.Tracer(), tracing.Propagator()
 	}
