@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -185,5 +186,56 @@ func TestAccessLogLine(t *testing.T) {
 		if _, ok := line[k]; !ok {
 			t.Errorf("access log lacks %s: %s", k, buf.String())
 		}
+	}
+}
+
+func TestB3PropagationInAndOut(t *testing.T) {
+	t.Parallel()
+	seen := make(chan http.Header, 1)
+	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen <- r.Header.Clone() }))
+	defer back.Close()
+	for _, tc := range []struct {
+		name     string
+		encoding b3.Encoding
+		in       map[string]string
+		out      string // the header that must carry the attempt's span
+	}{
+		{name: "single", encoding: b3.B3SingleHeader, in: map[string]string{"B3": "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"}, out: "B3"},
+		{name: "multi", encoding: b3.B3MultipleHeader, in: map[string]string{
+			"X-B3-Traceid": "80f198ee56343ba864fe8b2a57d3eff7", "X-B3-Spanid": "e457b5a2e4d86bd1", "X-B3-Sampled": "1"}, out: "X-B3-Spanid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := parseConfig(t, oneService(t, "", back))
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test"), Propagator: b3.New(b3.WithInjectEncoding(tc.encoding))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			front := httptest.NewServer(gw)
+			defer front.Close()
+			req, _ := http.NewRequest("GET", front.URL+"/", nil)
+			for k, v := range tc.in {
+				req.Header.Set(k, v)
+			}
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			got := <-seen
+			var client sdktrace.ReadOnlySpan
+			for _, s := range rec.Ended() {
+				if s.SpanKind() == trace.SpanKindClient {
+					client = s
+				}
+			}
+			if client == nil || client.SpanContext().TraceID().String() != "80f198ee56343ba864fe8b2a57d3eff7" {
+				t.Fatalf("the incoming B3 trace was not continued: %v", client)
+			}
+			if v := got.Get(tc.out); !strings.Contains(v, client.SpanContext().SpanID().String()) {
+				t.Errorf("upstream %s = %q, want the attempt's span %s", tc.out, v, client.SpanContext().SpanID())
+			}
+		})
 	}
 }
