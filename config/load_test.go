@@ -133,9 +133,9 @@ func TestFullValues(t *testing.T) {
 		IdleTimeout:       Duration(90 * time.Second),
 		MaxHeaderBytes:    32 << 10,
 		MaxBodyBytes:      50_000_000,
-		TrustedHops:       2,
-		DrainDelay:        Duration(5 * time.Second),
-		GracePeriod:       Duration(45 * time.Second),
+		TrustedHops:       2, IgnoreIncomingTraceContext: true,
+		DrainDelay:  Duration(5 * time.Second),
+		GracePeriod: Duration(45 * time.Second),
 	}); got != want {
 		t.Errorf("server = %+v, want %+v", got, want)
 	}

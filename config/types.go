@@ -215,6 +215,11 @@ type Server struct {
 	// client's X-Forwarded-* headers are replaced by what meshgate sees.
 	// At most 16.
 	TrustedHops int `yaml:"trusted_hops,omitempty" json:"trusted_hops,omitempty" jsonschema:"minimum=0,maximum=16"`
+	// IgnoreIncomingTraceContext makes meshgate start a new trace for every
+	// request instead of continuing the caller's, linking the new root span
+	// to the caller's span: for an edge gateway that does not trust its
+	// clients' trace context. Default false (continue it).
+	IgnoreIncomingTraceContext bool `yaml:"ignore_incoming_trace_context,omitempty" json:"ignore_incoming_trace_context,omitempty"`
 	// DrainDelay is how long after SIGTERM listeners keep accepting while
 	// /readyz already fails, so load balancers in front notice. Default 0s.
 	DrainDelay Duration `yaml:"drain_delay,omitempty" json:"drain_delay,omitempty"`

@@ -27,7 +27,7 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	rte := t.router.match(r)
-	ctx, span := g.tr.startServer(r, rte)
+	ctx, span := g.tr.startServer(r, rte, t.ignoreTrace)
 	status := http.StatusBadGateway // until a status is known
 	var info *requestInfo
 	if span != nil || g.met != nil || g.access != nil {

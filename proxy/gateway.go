@@ -96,12 +96,13 @@ type transportEntry struct {
 // table is everything a request needs, compiled from one config and one
 // snapshot. It is never modified after it is stored.
 type table struct {
-	cfg       *config.Config
-	router    *router
-	upstreams map[string]*upstream
-	snap      *discovery.Snapshot
-	maxBody   int64
-	trusted   int
+	cfg         *config.Config
+	router      *router
+	upstreams   map[string]*upstream
+	snap        *discovery.Snapshot
+	maxBody     int64
+	trusted     int
+	ignoreTrace bool // server.ignore_incoming_trace_context
 }
 
 // New returns a gateway serving cfg. Requests are answered 503 until the
@@ -231,11 +232,12 @@ func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 	}
 
 	t := &table{
-		cfg:       cfg,
-		upstreams: make(map[string]*upstream, len(cfg.Services)),
-		snap:      snap,
-		maxBody:   int64(cfg.Server.MaxBodyBytes),
-		trusted:   cfg.Server.TrustedHops,
+		cfg:         cfg,
+		upstreams:   make(map[string]*upstream, len(cfg.Services)),
+		snap:        snap,
+		maxBody:     int64(cfg.Server.MaxBodyBytes),
+		trusted:     cfg.Server.TrustedHops,
+		ignoreTrace: cfg.Server.IgnoreIncomingTraceContext,
 	}
 	newTransports := make(map[string]*transportEntry, len(cfg.Services))
 	g.nextServices = make(map[string]*serviceState, len(cfg.Services))

@@ -36,12 +36,24 @@ func routeTemplate(rte *Route) string {
 
 // startServer starts the server span of r, continuing the client's trace
 // context. It returns r's context when tracing is off.
-func (tr *tracing) startServer(r *http.Request, rte *Route) (context.Context, trace.Span) {
+func (tr *tracing) startServer(r *http.Request, rte *Route, ignoreIncoming bool) (context.Context, trace.Span) {
 	ctx := r.Context()
 	if tr.tracer == nil {
 		return ctx, nil
 	}
-	ctx = tr.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	var opts []trace.SpanStartOption
+	if ignoreIncoming {
+		// A new root, linked to what the caller sent (server.
+		// ignore_incoming_trace_context): neither its trace nor its baggage
+		// is continued.
+		remote := trace.SpanContextFromContext(tr.prop.Extract(ctx, propagation.HeaderCarrier(r.Header)))
+		opts = append(opts, trace.WithNewRoot())
+		if remote.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: remote}))
+		}
+	} else {
+		ctx = tr.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
 	name := r.Method
 	attrs := []attribute.KeyValue{
 		semconv.HTTPRequestMethodKey.String(r.Method),
@@ -58,7 +70,8 @@ func (tr *tracing) startServer(r *http.Request, rte *Route) (context.Context, tr
 		attrs = append(attrs, semconv.HTTPRoute(routeTemplate(rte)),
 			attribute.String("meshgate.route", rte.Name), attribute.String("meshgate.service", rte.upstream.name))
 	}
-	return tr.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+	return tr.tracer.Start(ctx, name, opts...)
 }
 
 // endSpan records the status a span ends with; 5xx marks it as an error

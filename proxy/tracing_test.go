@@ -239,3 +239,40 @@ func TestB3PropagationInAndOut(t *testing.T) {
 		})
 	}
 }
+
+func TestIgnoreIncomingTraceContext(t *testing.T) {
+	t.Parallel()
+	back := named("ok")
+	defer back.Close()
+	cfg := parseConfig(t, oneService(t, "server: {ignore_incoming_trace_context: true}", back))
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	defer front.Close()
+	req, _ := http.NewRequest("GET", front.URL+"/", nil)
+	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	var server sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.SpanKind() == trace.SpanKindServer {
+			server = s
+		}
+	}
+	if server == nil {
+		t.Fatal("no server span")
+	}
+	if server.SpanContext().TraceID().String() == "4bf92f3577b34da6a3ce929d0e0e4736" || server.Parent().IsValid() {
+		t.Error("the caller's trace was continued; want a new root")
+	}
+	if links := server.Links(); len(links) != 1 || links[0].SpanContext.SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("links %v, want one to the caller's span", links)
+	}
+}
