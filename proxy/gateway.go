@@ -157,6 +157,11 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 	return nil
 }
 
+// ReloadStats returns the reloads tried and those that failed.
+func (g *Gateway) ReloadStats() (total, failed uint64) {
+	return g.reloads.Load(), g.reloadFailures.Load()
+}
+
 // RecordReloadFailure counts a reload that failed before reaching the
 // gateway (the file did not parse or validate), so /admin/config shows it.
 func (g *Gateway) RecordReloadFailure(err error) {

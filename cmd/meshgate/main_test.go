@@ -295,6 +295,15 @@ func TestReloadOnFileChangeAndSIGHUP(t *testing.T) {
 	if view.Reload.Failures != 1 || view.Reload.LastError == nil || !strings.Contains(*view.Reload.LastError, "meshgate.yaml:2") {
 		t.Errorf("admin reload view = %+v", view.Reload)
 	}
+	res, err = http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsText, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(metricsText), `meshgate_config_reloads_total{meshgate_result="failure"`) {
+		t.Errorf("/metrics lacks the failed reload count")
+	}
 
 	// SIGHUP reloads too; write the file in place of the broken one first.
 	writeConfig(t, cfgPath, a)

@@ -268,6 +268,9 @@ func run(ctx context.Context, opts runOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := telemetry.RegisterProcess(metrics.Meter(), telemetry.ProcessState{Reloads: gw.ReloadStats, SpansDropped: tracing.Dropped}); err != nil {
+		return err
+	}
 	defer gw.Close()
 	var cur atomic.Pointer[source]
 	err = telemetry.RegisterDiscovery(metrics.Meter(), telemetry.DiscoveryState{Store: store, Consul: func() *discovery.ConsulStatus {
