@@ -606,7 +606,7 @@ func TestParseErrorDetails(t *testing.T) {
 		{
 			name: "newlines in values stay escaped",
 			yaml: "listeners: [{address: \":1\"}]\n\"bad\\nkey\": 1\n",
-			want: `f.yaml:2: unknown field "bad\nkey"; allowed: admin, discovery, listeners, register, routes, server, services`,
+			want: `f.yaml:2: unknown field "bad\nkey"; allowed: admin, discovery, listeners, register, routes, server, services, telemetry`,
 		},
 		{
 			name: "syntax error without a line from yaml.v3 gets one",

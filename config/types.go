@@ -39,6 +39,25 @@ type Config struct {
 	// Register makes meshgate register a local service in Consul (sidecar
 	// mode) and deregister it on shutdown. Needs discovery.consul.
 	Register *Register `yaml:"register,omitempty" json:"register,omitempty"`
+	// Telemetry overrides the standard OTEL_* environment variables for
+	// traces. Changes take effect on restart.
+	Telemetry Telemetry `yaml:"telemetry,omitempty" json:"telemetry,omitempty"`
+}
+
+// Telemetry overrides OpenTelemetry's environment for meshgate's traces;
+// an empty field leaves the variable's value (or its default) in force.
+type Telemetry struct {
+	// ServiceName is service.name (OTEL_SERVICE_NAME). Default "meshgate".
+	ServiceName string `yaml:"service_name,omitempty" json:"service_name,omitempty"`
+	// OTLPEndpoint is where spans are sent (OTEL_EXPORTER_OTLP_ENDPOINT): a
+	// URL such as "http://jaeger:4318/v1/traces" for HTTP, host:port for
+	// gRPC. Setting it turns tracing on.
+	OTLPEndpoint string `yaml:"otlp_endpoint,omitempty" json:"otlp_endpoint,omitempty"`
+	// OTLPProtocol is "http/protobuf" (the default), "http/json" or "grpc"
+	// (OTEL_EXPORTER_OTLP_PROTOCOL).
+	OTLPProtocol string `yaml:"otlp_protocol,omitempty" json:"otlp_protocol,omitempty" jsonschema:"enum=http/protobuf,enum=http/json,enum=grpc"`
+	// TracesDisabled turns tracing off whatever the environment says.
+	TracesDisabled bool `yaml:"traces_disabled,omitempty" json:"traces_disabled,omitempty"`
 }
 
 // Discovery configures dynamic discovery sources.

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -92,6 +93,28 @@ func (v *validator) config(c *Config) {
 	v.routes(c, root.field("routes"))
 	v.discovery(c, root.field("discovery"))
 	v.register(c, root.field("register"))
+	v.telemetry(&c.Telemetry, root.field("telemetry"))
+}
+
+// telemetry checks the overrides of OpenTelemetry's environment.
+func (v *validator) telemetry(t *Telemetry, p fpath) {
+	switch t.OTLPProtocol {
+	case "", "http/protobuf", "http/json", "grpc":
+	default:
+		v.addf(p.field("otlp_protocol"), "unknown protocol %q; want http/protobuf, http/json or grpc", t.OTLPProtocol)
+	}
+	if e := t.OTLPEndpoint; e != "" {
+		if u, err := url.Parse(e); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+			return
+		}
+		if _, port, err := net.SplitHostPort(e); err == nil && port != "" {
+			return
+		}
+		v.addf(p.field("otlp_endpoint"), "invalid endpoint %q; want a URL such as http://jaeger:4318/v1/traces, or host:port for grpc", e)
+	}
+	if strings.ContainsAny(t.ServiceName, "\r\n") {
+		v.addf(p.field("service_name"), "must be a single line")
+	}
 }
 
 const wantListenAddress = `host:port such as ":8080" or "127.0.0.1:8080"`

@@ -87,16 +87,16 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 }
 
 // tracingWanted reports whether spans should be exported: an OTLP endpoint
-// is configured through the standard variables, or OTEL_TRACES_EXPORTER
-// asks for otlp. Without either, meshgate creates no spans at all (no cost
-// on the request path) rather than exporting to a collector that is not
-// there.
-func tracingWanted() bool {
-	if os.Getenv("OTEL_TRACES_EXPORTER") == "none" {
+// is configured (telemetry.otlp_endpoint or the standard variables), or
+// OTEL_TRACES_EXPORTER asks for otlp. Without either, meshgate creates no
+// spans at all (no cost on the request path) rather than exporting to a
+// collector that is not there.
+func tracingWanted(tc config.Telemetry) bool {
+	if tc.TracesDisabled || os.Getenv("OTEL_TRACES_EXPORTER") == "none" {
 		return false
 	}
-	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" ||
-		os.Getenv("OTEL_TRACES_EXPORTER") == "otlp"
+	return tc.OTLPEndpoint != "" || os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" ||
+		os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" || os.Getenv("OTEL_TRACES_EXPORTER") == "otlp"
 }
 
 // loadConfig reads path, or the embedded default when path is empty.
@@ -226,7 +226,12 @@ func run(ctx context.Context, opts runOptions) error {
 	log.Info("starting meshgate", "version", Version, "config", name)
 
 	store := discovery.NewStore()
-	tracing, err := telemetry.NewTracing(ctx, telemetry.TracingOptions{ServiceVersion: Version, Disabled: !tracingWanted()})
+	tc := cfg.Telemetry
+	traced := tracingWanted(tc)
+	tracing, err := telemetry.NewTracing(ctx, telemetry.TracingOptions{
+		ServiceName: tc.ServiceName, ServiceVersion: Version,
+		Endpoint: tc.OTLPEndpoint, Protocol: tc.OTLPProtocol, Disabled: !traced,
+	})
 	if err != nil {
 		return err
 	}
@@ -261,7 +266,7 @@ func run(ctx context.Context, opts runOptions) error {
 	default:
 		return fmt.Errorf("--access-log %q: want stdout, stderr or off", opts.accessLog)
 	}
-	if tracingWanted() {
+	if traced {
 		popts.Tracer, popts.Propagator = tracing.Tracer(), tracing.Propagator()
 	}
 	gw, err := proxy.New(cfg, popts)

@@ -26,10 +26,16 @@ func TestTracesReachJaeger(t *testing.T) {
 	defer back.Close()
 	cfgPath := filepath.Join(t.TempDir(), "edge.yaml")
 	writeConfig(t, cfgPath, back)
+	// The endpoint and the service name come from the config file, which
+	// overrides the environment.
+	f, err := os.OpenFile(cfgPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "telemetry: {otlp_endpoint: \"http://%s/v1/traces\", service_name: edge-gateway}\n", j.OTLPHTTP)
+	f.Close()
 	p := startMeshgateEnv(t, []string{
-		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + j.OTLPHTTP,
-		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
-		"OTEL_SERVICE_NAME=edge-gateway",
+		"OTEL_SERVICE_NAME=overridden-by-the-file",
 		"OTEL_BSP_SCHEDULE_DELAY=100",
 	}, "run", "--config", cfgPath)
 	base := "http://" + p.traffic
