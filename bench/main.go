@@ -7,8 +7,14 @@
 //	direct      wrk straight to backend 1: the floor no proxy can beat.
 //	            Only one backend, because that is the honest per-backend
 //	            capacity when the backends share the proxy's core.
-//	meshgate    the -meshgate binary, `meshgate run --config FILE`,
-//	            round robin over both backends.
+//	meshgate    the -meshgate binary, `meshgate run --config FILE
+//	            --access-log off`, round robin over both backends.
+//	meshgate_traced
+//	            the same binary and config with tracing on and every
+//	            request sampled (OTEL_TRACES_SAMPLER=always_on), exporting
+//	            OTLP/HTTP protobuf to a sink the harness runs itself (this
+//	            binary re-executed with -serve-otlp-sink), which reads and
+//	            discards each export and answers 200.
 //	gobaseline  httputil.ReverseProxy (Rewrite, round robin, 1024 idle
 //	            connections per host) built into this binary: the Go floor.
 //	nginx, haproxy, caddy
@@ -19,7 +25,10 @@
 // backends and the proxy under test share core 1, every Go process with
 // GOMAXPROCS=1 (with a narrower affinity mask, the first two CPUs the
 // harness may use take the roles of 0 and 1). Without taskset or a second
-// core everything runs unpinned, with a warning.
+// core everything runs unpinned, with a warning. The OTLP sink runs on core
+// 1 too, so receiving the spans costs what a collector on the same host
+// would: it is counted in meshgate_traced's throughput and latency, while
+// its CPU and RSS columns stay meshgate's own process.
 //
 // Rounds are interleaved (direct meshgate gobaseline ... direct meshgate
 // ...), each measured run preceded by an uncounted warm-up of the same
@@ -34,7 +43,8 @@
 // Usage:
 //
 //	go run ./bench -meshgate .bin/meshgate [-duration 10s] [-warmup 2s] [-rounds 3]
-//	    [-conns 64] [-only direct,meshgate,gobaseline,nginx,haproxy,caddy] [-keep] [-out FILE]
+//	    [-conns 64] [-only direct,meshgate,meshgate_traced,gobaseline,nginx,haproxy,caddy]
+//	    [-keep] [-out FILE]
 //
 // Every process the harness starts is stopped when it exits, on success,
 // error or Ctrl-C. Killed outright (SIGKILL), it leaves its temp dir and
@@ -42,11 +52,13 @@
 //
 // The last line of output is the summary:
 //
-//	bench: meshgate/direct=R meshgate/gobaseline=R meshgate/nginx=R meshgate/haproxy=R meshgate/caddy=R p99_added_ms=X
+//	bench: meshgate/direct=R meshgate/gobaseline=R meshgate/nginx=R meshgate/haproxy=R meshgate/caddy=R p99_added_ms=X meshgate_traced/meshgate=R
 //
 // where R is meshgate's median requests/s divided by the peer's ("n/a" when
-// either was not measured) and X is meshgate's median p99 minus direct's,
-// in milliseconds.
+// either was not measured), X is meshgate's median p99 minus direct's, in
+// milliseconds, and the last R is meshgate_traced's median requests/s
+// divided by meshgate's: what tracing every request keeps of the
+// throughput.
 package main
 
 import (
@@ -82,11 +94,12 @@ type options struct {
 	// Hidden modes of the re-executed harness.
 	serveBackend  string
 	serveBaseline string
+	serveOTLPSink string
 	upstreams     string
 }
 
 // hiddenFlags are internal and left out of -help.
-var hiddenFlags = []string{"serve-backend", "serve-baseline", "upstreams"}
+var hiddenFlags = []string{"serve-backend", "serve-baseline", "serve-otlp-sink", "upstreams"}
 
 func main() {
 	os.Exit(mainExit(os.Args[1:]))
@@ -122,7 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var only string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.meshgate, "meshgate", "", "path to the meshgate binary (required unless -only leaves meshgate out)")
+	fs.StringVar(&o.meshgate, "meshgate", "", "path to the meshgate binary (required unless -only leaves meshgate and meshgate_traced out)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured wrk run per target and round (whole seconds)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "uncounted wrk run before each measured run; 0 disables")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; the report holds per-target medians")
@@ -132,6 +145,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.out, "out", "", "JSON results file (default bench/results/latest.json in the module)")
 	fs.StringVar(&o.serveBackend, "serve-backend", "", "internal: serve the benchmark backend on ADDR")
 	fs.StringVar(&o.serveBaseline, "serve-baseline", "", "internal: serve the gobaseline proxy on ADDR")
+	fs.StringVar(&o.serveOTLPSink, "serve-otlp-sink", "", "internal: serve the OTLP/HTTP trace sink on ADDR")
 	fs.StringVar(&o.upstreams, "upstreams", "", "internal: gobaseline upstreams host:port,host:port")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: go run ./bench -meshgate PATH [flags]\n\n")
@@ -152,7 +166,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("parsing flags: unexpected argument %q", fs.Arg(0))
 	}
-	if o.serveBackend != "" || o.serveBaseline != "" {
+	if o.serveBackend != "" || o.serveBaseline != "" || o.serveOTLPSink != "" {
 		return o, nil
 	}
 	if only != "" {
@@ -182,8 +196,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case o.conns < 1:
 		return o, fmt.Errorf("parsing flags: -conns %d: must be at least 1", o.conns)
 	}
-	if o.selected(targetMeshgate) && o.meshgate == "" {
-		return o, errors.New("parsing flags: -meshgate PATH is required (or leave meshgate out with -only)")
+	if o.selectedAny(meshgateTargets) && o.meshgate == "" {
+		return o, errors.New("parsing flags: -meshgate PATH is required (or leave meshgate and meshgate_traced out with -only)")
 	}
 	return o, nil
 }
@@ -191,6 +205,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // selected reports whether the target is to run.
 func (o options) selected(name string) bool {
 	return o.only == nil || slices.Contains(o.only, name)
+}
+
+// selectedAny reports whether any of the targets is to run.
+func (o options) selectedAny(names []string) bool {
+	return slices.ContainsFunc(names, o.selected)
 }
 
 // run is the whole harness: the hidden serving modes, or the benchmark.
@@ -209,6 +228,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return serve(ctx, o.serveBaseline, newBaselineProxy(ups, errorLog), errorLog)
+	case o.serveOTLPSink != "":
+		sink := &otlpSink{}
+		defer sink.logTotals(errorLog)
+		return serve(lingerAfter(ctx, otlpSinkLinger), o.serveOTLPSink, sink, errorLog)
 	}
 	return benchmark(ctx, o, stdout, stderr)
 }
@@ -221,7 +244,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (err er
 	if e.self, err = os.Executable(); err != nil {
 		return fmt.Errorf("finding the harness binary to re-execute: %w", err)
 	}
-	if o.selected(targetMeshgate) {
+	if o.selectedAny(meshgateTargets) {
 		if e.meshgate, err = checkBinary(o.meshgate); err != nil {
 			return err
 		}
@@ -288,6 +311,11 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (err er
 	if err := startBackends(ctx, e); err != nil {
 		return err
 	}
+	if slices.Contains(targets, targetMeshgateTraced) {
+		if err := startOTLPSink(ctx, e); err != nil {
+			return err
+		}
+	}
 	instances := make([]*instance, 0, len(targets))
 	for _, name := range targets {
 		inst, err := startTarget(ctx, e, name)
@@ -328,7 +356,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (err er
 				return fmt.Errorf("round %d: %s: %w", round, inst.name, err)
 			}
 			runs[inst.name] = append(runs[inst.name], r)
-			progress("round %d/%d %-10s %9.0f req/s  p50 %6.2fms  p99 %6.2fms  cpu %.3fs/100k%s",
+			progress("round %d/%d %-15s %9.0f req/s  p50 %6.2fms  p99 %6.2fms  cpu %.3fs/100k%s",
 				round, o.rounds, inst.name, r.RPS, r.P50Ms, r.P99Ms, r.CPUPer100k, errorNote(r.Errors))
 		}
 	}

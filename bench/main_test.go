@@ -26,10 +26,10 @@ import (
 )
 
 // TestMain lets the test binary stand in for the harness binary: the smoke
-// test's harness re-executes os.Executable() with -serve-backend or
-// -serve-baseline, which here is this test binary.
+// test's harness re-executes os.Executable() with -serve-backend,
+// -serve-baseline or -serve-otlp-sink, which here is this test binary.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && (os.Args[1] == "-serve-backend" || os.Args[1] == "-serve-baseline") {
+	if len(os.Args) > 1 && slices.Contains([]string{"-serve-backend", "-serve-baseline", "-serve-otlp-sink"}, os.Args[1]) {
 		os.Exit(mainExit(os.Args[1:]))
 	}
 	if len(os.Args) >= 4 && os.Args[1] == "run" && os.Args[2] == "--config" {
@@ -114,6 +114,25 @@ func TestParseFlags(t *testing.T) {
 		"no rounds":         {args: []string{"-only", "direct", "-rounds", "0"}, wantErr: "-rounds 0"},
 		"no connections":    {args: []string{"-only", "direct", "-conns", "0"}, wantErr: "-conns 0"},
 		"stray argument":    {args: []string{"-only", "direct", "extra"}, wantErr: `unexpected argument "extra"`},
+		"meshgate_traced in only": {
+			args: []string{"-only", "direct,meshgate_traced"}, wantErr: "-meshgate PATH is required",
+		},
+		"meshgate_traced accepted": {
+			args: []string{"-meshgate", "/bin/true", "-only", "meshgate_traced,meshgate"},
+			check: func(t *testing.T, o options) {
+				if !slices.Equal(o.only, []string{"meshgate_traced", "meshgate"}) || o.selected(targetDirect) {
+					t.Errorf("only = %q", o.only)
+				}
+			},
+		},
+		"serve-otlp-sink needs no -meshgate": {
+			args: []string{"-serve-otlp-sink", "127.0.0.1:0"},
+			check: func(t *testing.T, o options) {
+				if o.serveOTLPSink != "127.0.0.1:0" {
+					t.Errorf("serveOTLPSink = %q", o.serveOTLPSink)
+				}
+			},
+		},
 		"serve mode needs no -meshgate": {
 			args: []string{"-serve-backend", "127.0.0.1:0"},
 			check: func(t *testing.T, o options) {
@@ -147,7 +166,8 @@ func TestHelpHidesInternalFlags(t *testing.T) {
 	if _, err := parseFlags([]string{"-help"}, &out); err == nil {
 		t.Fatal("-help: want flag.ErrHelp")
 	}
-	if !strings.Contains(out.String(), "-meshgate") || strings.Contains(out.String(), "serve-backend") {
+	if !strings.Contains(out.String(), "-meshgate") || strings.Contains(out.String(), "serve-backend") ||
+		strings.Contains(out.String(), "serve-otlp-sink") || !strings.Contains(out.String(), "meshgate_traced") {
 		t.Errorf("usage:\n%s", out.String())
 	}
 }
@@ -160,7 +180,7 @@ func TestMissingMeshgateBinary(t *testing.T) {
 	}
 }
 
-var summaryRE = regexp.MustCompile(`^bench: meshgate/direct=(\S+) meshgate/gobaseline=(\S+) meshgate/nginx=(\S+) meshgate/haproxy=(\S+) meshgate/caddy=(\S+) p99_added_ms=(\S+)$`)
+var summaryRE = regexp.MustCompile(`^bench: meshgate/direct=(\S+) meshgate/gobaseline=(\S+) meshgate/nginx=(\S+) meshgate/haproxy=(\S+) meshgate/caddy=(\S+) p99_added_ms=(\S+) meshgate_traced/meshgate=(\S+)$`)
 
 // TestSmoke runs the whole harness briefly against direct and gobaseline.
 func TestSmoke(t *testing.T) {
@@ -224,8 +244,9 @@ func TestSmoke(t *testing.T) {
 }
 
 // TestSmokeMeshgatePath runs the harness with the test binary as a fake
-// meshgate, so the config, the admin readiness wait, the warm-up and the
-// ratios are exercised while the real binary may not build.
+// meshgate, so the config, the admin readiness wait, the warm-up, the OTLP
+// sink meshgate_traced is pointed at and the ratios are exercised while the
+// real binary may not build (the fake ignores the tracing environment).
 func TestSmokeMeshgatePath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes and drives load for a few seconds")
@@ -240,7 +261,7 @@ func TestSmokeMeshgatePath(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	args := []string{"-meshgate", self, "-only", "direct,meshgate", "-duration", "1s", "-warmup", "1s", "-rounds", "1",
+	args := []string{"-meshgate", self, "-only", "direct,meshgate,meshgate_traced", "-duration", "1s", "-warmup", "1s", "-rounds", "1",
 		"-out", filepath.Join(t.TempDir(), "latest.json")}
 	if err := run(ctx, args, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
@@ -255,6 +276,9 @@ func TestSmokeMeshgatePath(t *testing.T) {
 	}
 	if _, err := strconv.ParseFloat(m[6], 64); err != nil {
 		t.Errorf("p99_added_ms = %q, want a number", m[6])
+	}
+	if ratio, err := strconv.ParseFloat(m[7], 64); err != nil || ratio <= 0 {
+		t.Errorf("meshgate_traced/meshgate = %q, want a positive ratio", m[7])
 	}
 	if m[2] != "n/a" || m[3] != "n/a" {
 		t.Errorf("unmeasured peers: %q %q, want n/a", m[2], m[3])

@@ -62,7 +62,8 @@ type report struct {
 	Skipped    []string       `json:"skipped,omitempty"`
 	Targets    []targetResult `json:"targets"`
 	// Ratios maps "meshgate/PEER" to meshgate's median requests/s over the
-	// peer's; null when either was not measured.
+	// peer's, and "meshgate_traced/meshgate" to meshgate_traced's over
+	// meshgate's; null when either was not measured.
 	Ratios map[string]*float64 `json:"ratios"`
 	// P99AddedMs is meshgate's median p99 minus direct's; null when either
 	// was not measured.
@@ -114,6 +115,10 @@ func summarize(name string, runs []runResult) targetResult {
 // ratioPeers are the targets meshgate is compared with, in summary order.
 var ratioPeers = []string{targetDirect, targetGoBaseline, targetNginx, targetHAProxy, targetCaddy}
 
+// tracedRatioKey is the summary field and Ratios key comparing
+// meshgate_traced with meshgate; it comes last in the summary line.
+const tracedRatioKey = targetMeshgateTraced + "/" + targetMeshgate
+
 // finish computes the ratios, p99_added_ms and the summary line.
 func (r *report) finish() {
 	byName := map[string]targetResult{}
@@ -125,22 +130,25 @@ func (r *report) finish() {
 
 // summarizeComparison builds the final line from the per-target medians:
 //
-//	bench: meshgate/direct=0.55 meshgate/gobaseline=1.02 meshgate/nginx=n/a ... p99_added_ms=0.41
+//	bench: meshgate/direct=0.55 meshgate/gobaseline=1.02 meshgate/nginx=n/a ... p99_added_ms=0.41 meshgate_traced/meshgate=0.80
 func summarizeComparison(byName map[string]targetResult) (map[string]*float64, *float64, string) {
 	ratios := map[string]*float64{}
 	var b strings.Builder
 	b.WriteString("bench:")
 	mg, haveMG := byName[targetMeshgate]
-	for _, peer := range ratioPeers {
-		key := targetMeshgate + "/" + peer
+	// ratio writes " key=R" for a's median requests/s over b's, or n/a.
+	ratio := func(key string, a targetResult, haveA bool, bName string) {
 		val := "n/a"
 		ratios[key] = nil
-		if p, ok := byName[peer]; ok && haveMG && p.RPS > 0 {
-			r := mg.RPS / p.RPS
+		if p, ok := byName[bName]; ok && haveA && p.RPS > 0 {
+			r := a.RPS / p.RPS
 			ratios[key] = &r
 			val = strconv.FormatFloat(r, 'f', 2, 64)
 		}
 		fmt.Fprintf(&b, " %s=%s", key, val)
+	}
+	for _, peer := range ratioPeers {
+		ratio(targetMeshgate+"/"+peer, mg, haveMG, peer)
 	}
 	var added *float64
 	val := "n/a"
@@ -150,6 +158,8 @@ func summarizeComparison(byName map[string]targetResult) (map[string]*float64, *
 		val = strconv.FormatFloat(x, 'f', 2, 64)
 	}
 	fmt.Fprintf(&b, " p99_added_ms=%s", val)
+	traced, haveTraced := byName[targetMeshgateTraced]
+	ratio(tracedRatioKey, traced, haveTraced, targetMeshgate)
 	return ratios, added, b.String()
 }
 
@@ -163,7 +173,7 @@ func writeTable(w io.Writer, r *report) {
 		r.Rounds, r.Duration, r.Warmup, r.Conns, pin)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	// Names are padded by hand: tabwriter aligns every column right.
-	name := func(s string) string { return fmt.Sprintf("%-10s", s) }
+	name := func(s string) string { return fmt.Sprintf("%-15s", s) }
 	fmt.Fprintf(tw, "%s\treq/s\tp50 ms\tp99 ms\tcpu s/100k\tbackends cpu s/100k\tpeak RSS MiB\terrors\t\n", name("target"))
 	for _, t := range r.Targets {
 		backends := strconv.FormatFloat(t.BackendCPUPer100k, 'f', 3, 64)

@@ -18,6 +18,8 @@ func TestSummaryLine(t *testing.T) {
 		targetNginx:      {Name: targetNginx, RPS: 30000},
 		targetHAProxy:    {Name: targetHAProxy, RPS: 30001},
 		targetCaddy:      {Name: targetCaddy, RPS: 15000},
+		// Tracing every request keeps 80% of meshgate's throughput.
+		targetMeshgateTraced: {Name: targetMeshgateTraced, RPS: 16000, P99Ms: 4.5},
 	}
 	without := func(names ...string) map[string]targetResult {
 		m := map[string]targetResult{}
@@ -35,33 +37,51 @@ func TestSummaryLine(t *testing.T) {
 	}{
 		"every target": {
 			in:   all,
-			want: "bench: meshgate/direct=0.50 meshgate/gobaseline=1.11 meshgate/nginx=0.67 meshgate/haproxy=0.67 meshgate/caddy=1.33 p99_added_ms=2.25",
+			want: "bench: meshgate/direct=0.50 meshgate/gobaseline=1.11 meshgate/nginx=0.67 meshgate/haproxy=0.67 meshgate/caddy=1.33 p99_added_ms=2.25 meshgate_traced/meshgate=0.80",
 		},
 		"peers not installed": {
 			in:   without(targetNginx, targetHAProxy, targetCaddy),
-			want: "bench: meshgate/direct=0.50 meshgate/gobaseline=1.11 meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=2.25",
+			want: "bench: meshgate/direct=0.50 meshgate/gobaseline=1.11 meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=2.25 meshgate_traced/meshgate=0.80",
 		},
 		"no meshgate": {
 			in:   without(targetMeshgate),
-			want: "bench: meshgate/direct=n/a meshgate/gobaseline=n/a meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=n/a",
+			want: "bench: meshgate/direct=n/a meshgate/gobaseline=n/a meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=n/a meshgate_traced/meshgate=n/a",
 		},
 		"no direct": {
 			in:   without(targetDirect),
-			want: "bench: meshgate/direct=n/a meshgate/gobaseline=1.11 meshgate/nginx=0.67 meshgate/haproxy=0.67 meshgate/caddy=1.33 p99_added_ms=n/a",
+			want: "bench: meshgate/direct=n/a meshgate/gobaseline=1.11 meshgate/nginx=0.67 meshgate/haproxy=0.67 meshgate/caddy=1.33 p99_added_ms=n/a meshgate_traced/meshgate=0.80",
 		},
 		"meshgate faster than direct at the tail": {
 			in: map[string]targetResult{
 				targetDirect:   {RPS: 1000, P99Ms: 5},
 				targetMeshgate: {RPS: 1000, P99Ms: 4.994},
 			},
-			want: "bench: meshgate/direct=1.00 meshgate/gobaseline=n/a meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=-0.01",
+			want: "bench: meshgate/direct=1.00 meshgate/gobaseline=n/a meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=-0.01 meshgate_traced/meshgate=n/a",
+		},
+		"traced without meshgate": {
+			in:   without(targetMeshgate, targetDirect, targetGoBaseline, targetNginx, targetHAProxy, targetCaddy),
+			want: "bench: meshgate/direct=n/a meshgate/gobaseline=n/a meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=n/a meshgate_traced/meshgate=n/a",
+		},
+		"traced faster than meshgate": {
+			in: map[string]targetResult{
+				targetMeshgate:       {RPS: 1000},
+				targetMeshgateTraced: {RPS: 1004},
+			},
+			want: "bench: meshgate/direct=n/a meshgate/gobaseline=n/a meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=n/a meshgate_traced/meshgate=1.00",
+		},
+		"meshgate with zero throughput": {
+			in: map[string]targetResult{
+				targetMeshgate:       {RPS: 0},
+				targetMeshgateTraced: {RPS: 1000},
+			},
+			want: "bench: meshgate/direct=n/a meshgate/gobaseline=n/a meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=n/a meshgate_traced/meshgate=n/a",
 		},
 		"peer with zero throughput": {
 			in: map[string]targetResult{
 				targetMeshgate: {RPS: 1000},
 				targetCaddy:    {RPS: 0},
 			},
-			want: "bench: meshgate/direct=n/a meshgate/gobaseline=n/a meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=n/a",
+			want: "bench: meshgate/direct=n/a meshgate/gobaseline=n/a meshgate/nginx=n/a meshgate/haproxy=n/a meshgate/caddy=n/a p99_added_ms=n/a meshgate_traced/meshgate=n/a",
 		},
 	}
 	for name, tc := range tests {
@@ -71,8 +91,11 @@ func TestSummaryLine(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("summary =\n %s\nwant\n %s", got, tc.want)
 			}
-			if len(ratios) != len(ratioPeers) {
-				t.Errorf("ratios has %d keys, want %d", len(ratios), len(ratioPeers))
+			if len(ratios) != len(ratioPeers)+1 {
+				t.Errorf("ratios has %d keys, want %d", len(ratios), len(ratioPeers)+1)
+			}
+			if _, ok := ratios[tracedRatioKey]; !ok {
+				t.Errorf("ratios lacks %s", tracedRatioKey)
 			}
 		})
 	}
@@ -126,6 +149,7 @@ func TestReportOutput(t *testing.T) {
 		Targets: []targetResult{
 			{Name: targetDirect, RPS: 40000, P50Ms: 0.8, P99Ms: 1.25, CPUPer100k: 1.5, PeakRSSKB: 10240},
 			{Name: targetMeshgate, RPS: 20000, P50Ms: 1.6, P99Ms: 3.5, CPUPer100k: 4, BackendCPUPer100k: 2, PeakRSSKB: 30720},
+			{Name: targetMeshgateTraced, RPS: 15000, P50Ms: 2.1, P99Ms: 4.75, CPUPer100k: 5.5, BackendCPUPer100k: 2, PeakRSSKB: 40960},
 		},
 		Skipped: []string{targetCaddy},
 	}
@@ -134,10 +158,24 @@ func TestReportOutput(t *testing.T) {
 	var buf bytes.Buffer
 	writeTable(&buf, r)
 	table := buf.String()
-	for _, want := range []string{"req/s", "40000", "3.50", "30.0", "caddy", "n/a"} {
+	for _, want := range []string{"req/s", "40000", "3.50", "30.0", "caddy", "n/a", "meshgate_traced", "15000", "4.75", "40.0"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
+	}
+	if !strings.HasSuffix(r.Summary, " meshgate_traced/meshgate=0.75") {
+		t.Errorf("summary %q does not end with meshgate_traced/meshgate=0.75", r.Summary)
+	}
+	// The name column is wide enough for meshgate_traced: every row's
+	// req/s column ends at the same offset.
+	var ends []int
+	for _, line := range strings.Split(table, "\n") {
+		if i := strings.Index(line, "000 "); i >= 0 && !strings.HasPrefix(line, "medians") {
+			ends = append(ends, i)
+		}
+	}
+	if len(ends) != 3 || ends[0] != ends[1] || ends[1] != ends[2] {
+		t.Errorf("req/s column misaligned (offsets %v):\n%s", ends, table)
 	}
 
 	path := filepath.Join(t.TempDir(), "results", "latest.json")
@@ -152,11 +190,14 @@ func TestReportOutput(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil {
 		t.Fatalf("results are not JSON: %v", err)
 	}
-	if back.Summary != r.Summary || len(back.Targets) != 2 {
+	if back.Summary != r.Summary || len(back.Targets) != 3 {
 		t.Errorf("round trip: summary %q, %d targets", back.Summary, len(back.Targets))
 	}
 	if back.Ratios["meshgate/direct"] == nil || *back.Ratios["meshgate/direct"] != 0.5 {
 		t.Errorf("ratios[meshgate/direct] = %v, want 0.5", back.Ratios["meshgate/direct"])
+	}
+	if back.Ratios[tracedRatioKey] == nil || *back.Ratios[tracedRatioKey] != 0.75 {
+		t.Errorf("ratios[%s] = %v, want 0.75", tracedRatioKey, back.Ratios[tracedRatioKey])
 	}
 	if back.Ratios["meshgate/nginx"] != nil {
 		t.Errorf("ratios[meshgate/nginx] = %v, want null", *back.Ratios["meshgate/nginx"])

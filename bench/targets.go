@@ -20,16 +20,20 @@ import (
 // Target names, in the order they run within a round and appear in the
 // report.
 const (
-	targetDirect     = "direct"
-	targetMeshgate   = "meshgate"
-	targetGoBaseline = "gobaseline"
-	targetNginx      = "nginx"
-	targetHAProxy    = "haproxy"
-	targetCaddy      = "caddy"
+	targetDirect         = "direct"
+	targetMeshgate       = "meshgate"
+	targetMeshgateTraced = "meshgate_traced" // tracing on, every request sampled
+	targetGoBaseline     = "gobaseline"
+	targetNginx          = "nginx"
+	targetHAProxy        = "haproxy"
+	targetCaddy          = "caddy"
 )
 
 // allTargets is every target in run order.
-var allTargets = []string{targetDirect, targetMeshgate, targetGoBaseline, targetNginx, targetHAProxy, targetCaddy}
+var allTargets = []string{targetDirect, targetMeshgate, targetMeshgateTraced, targetGoBaseline, targetNginx, targetHAProxy, targetCaddy}
+
+// meshgateTargets are the targets that run the -meshgate binary.
+var meshgateTargets = []string{targetMeshgate, targetMeshgateTraced}
 
 // peerTargets are the targets whose binaries `make bench-peers` installs;
 // they are skipped (reported as n/a) when not installed.
@@ -251,6 +255,7 @@ type env struct {
 	cpuList  string   // taskset CPU list for backends and proxies; "" when unpinned
 	backends []*child // the two backend processes
 	backAddr []string // their host:port
+	otlpSink string   // host:port of the OTLP/HTTP sink; "" when not started
 }
 
 // startBackends starts the two backend processes by re-executing the
@@ -274,6 +279,41 @@ func startBackends(ctx context.Context, e *env) error {
 		e.backAddr = append(e.backAddr, addr)
 	}
 	return nil
+}
+
+// startOTLPSink starts the OTLP/HTTP trace sink meshgate_traced exports to
+// by re-executing the harness with -serve-otlp-sink, and waits for it. It
+// runs on the backends' and proxies' core with GOMAXPROCS=1, so receiving
+// and discarding the spans costs what a collector on the same host would:
+// it shows in meshgate_traced's throughput and latency, though not in its
+// CPU and RSS columns, which stay meshgate's own.
+func startOTLPSink(ctx context.Context, e *env) error {
+	ports, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	c, err := e.sup.start("otlp-sink", e.cpuList, []string{"GOMAXPROCS=1"}, e.self, "-serve-otlp-sink", addr)
+	if err != nil {
+		return err
+	}
+	if err := waitReady(ctx, c, "otlp-sink", "http://"+addr+"/", readyTimeout); err != nil {
+		return err
+	}
+	e.otlpSink = addr
+	return nil
+}
+
+// tracedEnv is the environment that turns meshgate's tracing on, sampling
+// every request and exporting OTLP/HTTP protobuf to the sink at addr.
+func tracedEnv(addr string) []string {
+	return []string{
+		"OTEL_TRACES_EXPORTER=otlp",
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + addr,
+		"OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf",
+		"OTEL_TRACES_SAMPLER=always_on",
+		"OTEL_SERVICE_NAME=meshgate-bench",
+	}
 }
 
 // startTarget starts the named target (nothing for direct) and waits until
@@ -305,17 +345,24 @@ func startTarget(ctx context.Context, e *env, name string) (*instance, error) {
 
 	var c *child
 	switch name {
-	case targetMeshgate:
+	case targetMeshgate, targetMeshgateTraced:
 		admin := "127.0.0.1:" + strconv.Itoa(ports[1])
 		file := filepath.Join(dir, "meshgate.yaml")
 		if err := os.WriteFile(file, []byte(meshgateConfig(listen, admin, e.backAddr)), 0o644); err != nil {
-			return nil, fmt.Errorf("starting meshgate: %w", err)
+			return nil, fmt.Errorf("starting %s: %w", name, err)
 		}
-		c, err = e.sup.start(name, e.cpuList, []string{"GOMAXPROCS=1"}, e.meshgate, "run", "--config", file, "--access-log", "off")
+		env := []string{"GOMAXPROCS=1"}
+		if name == targetMeshgateTraced {
+			if e.otlpSink == "" {
+				return nil, fmt.Errorf("starting %s: the OTLP sink is not running", name)
+			}
+			env = append(env, tracedEnv(e.otlpSink)...)
+		}
+		c, err = e.sup.start(name, e.cpuList, env, e.meshgate, "run", "--config", file, "--access-log", "off")
 		if err != nil {
 			return nil, err
 		}
-		if err := waitReady(ctx, c, "meshgate (admin /readyz)", "http://"+admin+"/readyz", readyTimeout); err != nil {
+		if err := waitReady(ctx, c, name+" (admin /readyz)", "http://"+admin+"/readyz", readyTimeout); err != nil {
 			return nil, err
 		}
 	case targetGoBaseline:
