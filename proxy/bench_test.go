@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"github.com/meshgate/meshgate/telemetry"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +21,13 @@ func (w *discardWriter) WriteHeader(int)             {}
 // BenchmarkServeHTTP measures the request hot path: route match, balancer
 // pick, header rewrite, the upstream round trip over a pooled keep-alive
 // connection and the response copy. The backend answers ~100 bytes.
-func BenchmarkServeHTTP(b *testing.B) {
+func BenchmarkServeHTTP(b *testing.B) { benchmarkServeHTTP(b, false) }
+
+// BenchmarkServeHTTPWithMetrics is BenchmarkServeHTTP with the HTTP
+// metrics recorded (the cost of http.server/client.request.duration).
+func BenchmarkServeHTTPWithMetrics(b *testing.B) { benchmarkServeHTTP(b, true) }
+
+func benchmarkServeHTTP(b *testing.B, withMetrics bool) {
 	body := strings.Repeat("x", 100)
 	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -41,6 +49,13 @@ routes:
   - {name: products, match: {path_prefix: /products}, service: products}
 `)
 	h := newHarness(b, cfg)
+	if withMetrics {
+		hm, err := telemetry.NewHTTPMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader())).Meter("bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.gw.met = hm
+	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		req := httptest.NewRequest("GET", "/products/42", nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -31,6 +32,40 @@ type HTTPMetrics struct {
 	server metric.Float64Histogram
 	client metric.Float64Histogram
 	active metric.Int64UpDownCounter
+	// Attribute sets are built once per distinct combination and reused:
+	// building one sorts and allocates, and the combinations are few.
+	serverSets sync.Map // serverKey → metric.MeasurementOption
+	clientSets sync.Map // clientKey → metric.MeasurementOption
+	activeSets sync.Map // activeKey → metric.MeasurementOption
+}
+
+type serverKey struct {
+	method, scheme, route, service, errType string
+	status                                  int
+}
+
+type clientKey struct {
+	method, service, instance, address, errType string
+	port, status                                int
+}
+
+type activeKey struct{ method, scheme string }
+
+// cached returns the option stored under key, building it with build on
+// first use.
+func cached[K comparable](m *sync.Map, key K, build func() []attribute.KeyValue) metric.MeasurementOption {
+	if o, ok := m.Load(key); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(build()...))
+	m.Store(key, o)
+	return o
+}
+
+func (m *HTTPMetrics) activeOpt(method, scheme string) metric.MeasurementOption {
+	return cached(&m.activeSets, activeKey{method, scheme}, func() []attribute.KeyValue {
+		return []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(method), semconv.URLScheme(scheme)}
+	})
 }
 
 // NewHTTPMetrics creates the instruments on meter.
@@ -57,44 +92,50 @@ func NewHTTPMetrics(meter metric.Meter) (*HTTPMetrics, error) {
 
 // ServerStarted counts a request in flight; call ServerDone when it ends.
 func (m *HTTPMetrics) ServerStarted(ctx context.Context, method, scheme string) {
-	m.active.Add(ctx, 1, metric.WithAttributes(semconv.HTTPRequestMethodKey.String(method), semconv.URLScheme(scheme)))
+	m.active.Add(ctx, 1, m.activeOpt(method, scheme))
 }
 
 // ServerDone records a finished request. route is the route template ("" when
 // none matched), status the status sent (499: the client left), errType the
 // error.type ("" for none).
 func (m *HTTPMetrics) ServerDone(ctx context.Context, start time.Time, method, scheme, route, service string, status int, errType string) {
-	m.active.Add(ctx, -1, metric.WithAttributes(semconv.HTTPRequestMethodKey.String(method), semconv.URLScheme(scheme)))
-	attrs := []attribute.KeyValue{
-		semconv.HTTPRequestMethodKey.String(method),
-		semconv.URLScheme(scheme),
-		semconv.HTTPResponseStatusCode(status),
-	}
-	if route != "" {
-		attrs = append(attrs, semconv.HTTPRoute(route), attribute.String("meshgate.service", service))
-	}
-	if errType != "" {
-		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
-	}
-	m.server.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+	m.active.Add(ctx, -1, m.activeOpt(method, scheme))
+	opt := cached(&m.serverSets, serverKey{method, scheme, route, service, errType, status}, func() []attribute.KeyValue {
+		attrs := []attribute.KeyValue{
+			semconv.HTTPRequestMethodKey.String(method),
+			semconv.URLScheme(scheme),
+			semconv.HTTPResponseStatusCode(status),
+		}
+		if route != "" {
+			attrs = append(attrs, semconv.HTTPRoute(route), attribute.String("meshgate.service", service))
+		}
+		if errType != "" {
+			attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
+		}
+		return attrs
+	})
+	m.server.Record(ctx, time.Since(start).Seconds(), opt)
 }
 
 // ClientDone records one upstream attempt.
 func (m *HTTPMetrics) ClientDone(ctx context.Context, start time.Time, method, service, instance, address string, port, status int, errType string) {
-	attrs := []attribute.KeyValue{
-		semconv.HTTPRequestMethodKey.String(method),
-		semconv.ServerAddress(address),
-		semconv.ServerPort(port),
-		attribute.String("meshgate.service", service),
-		attribute.String("meshgate.instance", instance),
-	}
-	if status > 0 && status != 499 {
-		attrs = append(attrs, semconv.HTTPResponseStatusCode(status))
-	}
-	if errType != "" {
-		attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
-	}
-	m.client.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attrs...))
+	opt := cached(&m.clientSets, clientKey{method, service, instance, address, errType, port, status}, func() []attribute.KeyValue {
+		attrs := []attribute.KeyValue{
+			semconv.HTTPRequestMethodKey.String(method),
+			semconv.ServerAddress(address),
+			semconv.ServerPort(port),
+			attribute.String("meshgate.service", service),
+			attribute.String("meshgate.instance", instance),
+		}
+		if status > 0 && status != 499 {
+			attrs = append(attrs, semconv.HTTPResponseStatusCode(status))
+		}
+		if errType != "" {
+			attrs = append(attrs, semconv.ErrorTypeKey.String(errType))
+		}
+		return attrs
+	})
+	m.client.Record(ctx, time.Since(start).Seconds(), opt)
 }
 
 // ErrorType is the error.type of a finished request or attempt: the status
