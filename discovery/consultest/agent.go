@@ -8,12 +8,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/meshgate/meshgate/internal/testproc"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -36,43 +34,13 @@ type Agent struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{}
-	log     *lockedBuffer
+	log     *testproc.Output
 	stopped bool
-}
-
-// lockedBuffer collects the agent's output; exec copies into it from its
-// own goroutine while tests read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Binary returns the path of the consul binary: $MESHGATE_CONSUL_BIN, else
 // .bin/consul at the repository root.
-func Binary() (string, error) {
-	if p := os.Getenv("MESHGATE_CONSUL_BIN"); p != "" {
-		return p, nil
-	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	p := filepath.Join(root, ".bin", "consul")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("no consul binary at %s: build it with `tools/ensure.sh consul` (make test does): %w", p, err)
-	}
-	return p, nil
-}
+func Binary() (string, error) { return testproc.Binary("consul", "MESHGATE_CONSUL_BIN") }
 
 // Start starts an agent and waits until it has elected itself leader. It
 // is stopped when the test ends.
@@ -135,7 +103,7 @@ func freePort(t testing.TB) int {
 
 func (a *Agent) start() error {
 	a.mu.Lock()
-	a.log = &lockedBuffer{}
+	a.log = &testproc.Output{}
 	a.cmd = exec.Command(a.bin, "agent", "-dev",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
 		"-http-port", strconv.Itoa(a.ports[0]),

@@ -10,16 +10,13 @@
 package jaegertest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshgate/meshgate/internal/testproc"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,42 +56,13 @@ type Jaeger struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed once the process has been reaped
-	log     *lockedBuffer
+	log     *testproc.Output
 	stopped bool
-}
-
-// lockedBuffer collects Jaeger's output; exec copies into it from its own
-// goroutine while tests read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Binary returns the path of the jaeger binary: $MESHGATE_JAEGER_BIN, else
 // .bin/jaeger at the repository root.
-func Binary() (string, error) {
-	if p := os.Getenv("MESHGATE_JAEGER_BIN"); p != "" {
-		return p, nil
-	}
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", ".bin", "jaeger")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("no jaeger binary at %s: build it with `tools/ensure.sh jaeger` (make test does): %w", p, err)
-	}
-	return p, nil
-}
+func Binary() (string, error) { return testproc.Binary("jaeger", "MESHGATE_JAEGER_BIN") }
 
 // Start starts Jaeger on free loopback ports, with its configuration in
 // t.TempDir(), and waits until the query API answers and the OTLP receivers
@@ -138,7 +106,7 @@ func start(bin, dir string, p ports) (*Jaeger, error) {
 		OTLPGRPC: hostPort(p.otlpGRPC),
 		Query:    hostPort(p.queryHTTP),
 		client:   &http.Client{Timeout: 5 * time.Second},
-		log:      &lockedBuffer{},
+		log:      &testproc.Output{},
 		exited:   make(chan struct{}),
 	}
 	j.cmd = exec.Command(bin, "--config", cfg)
