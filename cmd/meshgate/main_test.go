@@ -115,6 +115,20 @@ func startMeshgateEnv(t *testing.T, env []string, args ...string) *proc {
 	return p
 }
 
+// waitReady waits until the process's /readyz answers 200: its first
+// discovery snapshot is in use.
+func (p *proc) waitReady(t *testing.T) {
+	t.Helper()
+	waitUntil(t, func() bool {
+		res, err := http.Get("http://" + p.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+}
+
 func (p *proc) logs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()

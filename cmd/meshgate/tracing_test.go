@@ -167,6 +167,9 @@ routes:
 routes: [{match: {path_prefix: /orders}, service: orders}]
 `, soh, sop)))
 
+	for _, p := range []*proc{sidecarUsers, sidecarOrders, edge} {
+		p.waitReady(t)
+	}
 	res, err := http.Get("http://" + edge.traffic + "/orders/7")
 	if err != nil {
 		t.Fatal(err)
