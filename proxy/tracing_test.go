@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshgate/meshgate/config"
 	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -36,14 +37,7 @@ func TestSpansPerRequestAndAttempt(t *testing.T) {
 		w.Header().Set("X-Backend", "good")
 	})
 	cfg := parseConfig(t, resilienceConfig(t, "    circuit_breaker: {disabled: true}\n    outlier_detection: {disabled: true}", bad, good))
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := httptest.NewServer(gw)
-	defer front.Close()
+	front, rec := tracedFront(t, cfg, Options{})
 
 	const incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	req, _ := http.NewRequest("GET", front.URL+"/items/1", nil)
@@ -120,14 +114,7 @@ services:
 `+instancesYAML(t, good.srv)+`
 routes: [{match: {path: /only}, service: svc}]
 `)
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := httptest.NewServer(gw)
-	defer front.Close()
+	front, rec := tracedFront(t, cfg, Options{})
 	res, err := http.Get(front.URL + "/nowhere")
 	if err != nil {
 		t.Fatal(err)
@@ -156,14 +143,7 @@ func TestAccessLogLine(t *testing.T) {
 	bad.mode.Store("503")
 	cfg := parseConfig(t, resilienceConfig(t, "    circuit_breaker: {disabled: true}\n    outlier_detection: {disabled: true}", bad, good))
 	var buf syncBuffer
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test"), AccessLog: slog.New(slog.NewJSONHandler(&buf, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := httptest.NewServer(gw)
-	defer front.Close()
+	front, rec := tracedFront(t, cfg, Options{AccessLog: slog.New(slog.NewJSONHandler(&buf, nil))})
 	res, err := http.Get(front.URL + "/items?x=1")
 	if err != nil {
 		t.Fatal(err)
@@ -206,14 +186,7 @@ func TestB3PropagationInAndOut(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := parseConfig(t, oneService(t, "", back))
-			rec := tracetest.NewSpanRecorder()
-			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-			gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test"), Propagator: b3.New(b3.WithInjectEncoding(tc.encoding))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			front := httptest.NewServer(gw)
-			defer front.Close()
+			front, rec := tracedFront(t, cfg, Options{Propagator: b3.New(b3.WithInjectEncoding(tc.encoding))})
 			req, _ := http.NewRequest("GET", front.URL+"/", nil)
 			for k, v := range tc.in {
 				req.Header.Set(k, v)
@@ -245,14 +218,7 @@ func TestIgnoreIncomingTraceContext(t *testing.T) {
 	back := named("ok")
 	defer back.Close()
 	cfg := parseConfig(t, oneService(t, "server: {ignore_incoming_trace_context: true}", back))
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	gw, err := New(cfg, Options{Store: newStoreFor(cfg), Tracer: tp.Tracer("test")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := httptest.NewServer(gw)
-	defer front.Close()
+	front, rec := tracedFront(t, cfg, Options{})
 	req, _ := http.NewRequest("GET", front.URL+"/", nil)
 	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	res, err := http.DefaultClient.Do(req)
@@ -275,4 +241,20 @@ func TestIgnoreIncomingTraceContext(t *testing.T) {
 	if links := server.Links(); len(links) != 1 || links[0].SpanContext.SpanID().String() != "00f067aa0ba902b7" {
 		t.Errorf("links %v, want one to the caller's span", links)
 	}
+}
+
+// tracedFront serves a gateway for cfg that records its spans, with opts
+// (Store and Tracer are set here).
+func tracedFront(t *testing.T, cfg *config.Config, opts Options) (*httptest.Server, *tracetest.SpanRecorder) {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	opts.Store = newStoreFor(cfg)
+	opts.Tracer = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)).Tracer("test")
+	gw, err := New(cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	front := httptest.NewServer(gw)
+	t.Cleanup(front.Close)
+	return front, rec
 }
