@@ -525,7 +525,7 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		// gRPC needs "TE: trailers" end to end (RFC 9110 §10.1.4).
 		out.Header["Te"] = []string{"trailers"}
 	}
-	forwardedFor(out.Header, r.RemoteAddr, r.Host, r.TLS != nil, t.trusted)
+	forwardedOf(r, t.trusted).setOn(out.Header)
 	for k, vv := range traceHeader {
 		out.Header[k] = vv
 	}

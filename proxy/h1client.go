@@ -420,7 +420,7 @@ func writeRequest(bw *bufio.Writer, req *h1Request) {
 	if headerHasToken(h, "Te", "trailers") {
 		bw.WriteString("Te: trailers\r\n")
 	}
-	writeForwarded(bw, in, req.trusted)
+	writeForwarded(bw, forwardedOf(in, req.trusted))
 
 	if req.body == nil {
 		if methodExpectsBody(in.Method) {
@@ -463,31 +463,24 @@ func isForwardedHeader(k string) bool {
 	return k == "X-Forwarded-For" || k == "X-Forwarded-Proto" || k == "X-Forwarded-Host" || k == "Forwarded"
 }
 
-// writeForwarded writes X-Forwarded-For, -Proto and -Host with the same
-// rules as forwardedFor, straight onto the wire.
-func writeForwarded(bw *bufio.Writer, in *http.Request, trusted int) {
-	ip := remoteIP(in.RemoteAddr)
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
+// writeForwarded writes the X-Forwarded-* headers that f decides onto
+// the wire.
+func writeForwarded(bw *bufio.Writer, f forwarded) {
 	bw.WriteString("X-Forwarded-For: ")
-	if trusted > 0 {
-		for _, v := range in.Header["X-Forwarded-For"] {
-			bw.WriteString(v)
-			bw.WriteString(", ")
-		}
+	for _, v := range f.prior {
+		bw.WriteString(v)
+		bw.WriteString(", ")
 	}
-	bw.WriteString(ip)
+	bw.WriteString(f.ip)
 	bw.WriteString("\r\n")
-	if trusted == 0 || len(in.Header["X-Forwarded-Proto"]) == 0 {
+	if f.proto != "" {
 		bw.WriteString("X-Forwarded-Proto: ")
-		bw.WriteString(proto)
+		bw.WriteString(f.proto)
 		bw.WriteString("\r\n")
 	}
-	if trusted == 0 || len(in.Header["X-Forwarded-Host"]) == 0 {
+	if f.host != "" {
 		bw.WriteString("X-Forwarded-Host: ")
-		bw.WriteString(in.Host)
+		bw.WriteString(f.host)
 		bw.WriteString("\r\n")
 	}
 }

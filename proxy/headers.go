@@ -79,39 +79,55 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// forwardedFor sets X-Forwarded-For, -Proto and -Host on the outbound
-// header out for a request received from remoteAddr.
+// forwarded is what the X-Forwarded-* headers of an upstream request say,
+// decided once for both forwarding paths.
 //
-// With trustedHops 0 the client's own X-Forwarded-* headers are discarded,
-// and so is its Forwarded header (RFC 7239), as httputil.ReverseProxy's
-// Rewrite does: a client could otherwise claim any address. With
+// With trustedHops 0 the client's own X-Forwarded-* (and Forwarded)
+// headers are discarded: a client could otherwise claim any address. With
 // trustedHops N > 0 the N proxies in front of meshgate are trusted to have
 // set them, so the received chain is kept and the peer's address is
-// appended, the received X-Forwarded-Proto and -Host are kept when
-// present, and Forwarded passes through.
-func forwardedFor(out http.Header, remoteAddr, host string, tls bool, trustedHops int) {
-	ip := remoteIP(remoteAddr)
-	proto := "http"
-	if tls {
-		proto = "https"
+// appended, and the received X-Forwarded-Proto and -Host are kept when
+// present.
+type forwarded struct {
+	prior     []string // the X-Forwarded-For values kept, before ip
+	ip        string   // the peer's address
+	proto     string   // X-Forwarded-Proto to set, "" to keep the received one
+	host      string   // X-Forwarded-Host to set, "" to keep the received one
+	dropOwned bool     // the client's X-Forwarded-* and Forwarded go
+}
+
+func forwardedOf(r *http.Request, trustedHops int) forwarded {
+	f := forwarded{ip: remoteIP(r.RemoteAddr), proto: "http", host: r.Host, dropOwned: trustedHops == 0}
+	if r.TLS != nil {
+		f.proto = "https"
 	}
-	if trustedHops == 0 {
+	if trustedHops > 0 {
+		f.prior = r.Header["X-Forwarded-For"]
+		if len(r.Header["X-Forwarded-Proto"]) > 0 {
+			f.proto = ""
+		}
+		if len(r.Header["X-Forwarded-Host"]) > 0 {
+			f.host = ""
+		}
+	}
+	return f
+}
+
+// setOn applies f to an outbound header that was copied from the client's.
+func (f forwarded) setOn(out http.Header) {
+	if f.dropOwned {
 		delete(out, "Forwarded")
-		out["X-Forwarded-For"] = []string{ip}
-		out["X-Forwarded-Proto"] = []string{proto}
-		out["X-Forwarded-Host"] = []string{host}
-		return
 	}
-	if prior := out["X-Forwarded-For"]; len(prior) > 0 {
-		out["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ip}
+	if len(f.prior) > 0 {
+		out["X-Forwarded-For"] = []string{strings.Join(f.prior, ", ") + ", " + f.ip}
 	} else {
-		out["X-Forwarded-For"] = []string{ip}
+		out["X-Forwarded-For"] = []string{f.ip}
 	}
-	if len(out["X-Forwarded-Proto"]) == 0 {
-		out["X-Forwarded-Proto"] = []string{proto}
+	if f.proto != "" {
+		out["X-Forwarded-Proto"] = []string{f.proto}
 	}
-	if len(out["X-Forwarded-Host"]) == 0 {
-		out["X-Forwarded-Host"] = []string{host}
+	if f.host != "" {
+		out["X-Forwarded-Host"] = []string{f.host}
 	}
 }
 
