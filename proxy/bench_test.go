@@ -1,13 +1,14 @@
 package proxy
 
 import (
-	"github.com/meshgate/meshgate/telemetry"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/meshgate/meshgate/telemetry"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
 // discardWriter is a reusable ResponseWriter, so the benchmark counts the

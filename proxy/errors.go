@@ -3,11 +3,12 @@ package proxy
 import (
 	"context"
 	"errors"
-	"go.opentelemetry.io/otel/trace"
 	"net"
 	"net/http"
 	"strconv"
 	"syscall"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // StatusClientClosedRequest is logged (never sent) when the client went

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,12 +13,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/internal/testproc"
 )
 
 // harness is a gateway behind a real listener, with its discovery store.
@@ -27,24 +26,7 @@ type harness struct {
 	gw    *Gateway
 	store *discovery.Store
 	front *httptest.Server
-	logs  *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs  *testproc.Output
 }
 
 // hostPort returns the address and port of a test server.
@@ -83,7 +65,7 @@ func instancesYAML(t testing.TB, servers ...*httptest.Server) string {
 // serves it on an httptest listener.
 func newHarness(t testing.TB, cfg *config.Config) *harness {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testproc.Output{}
 	store := discovery.NewStore()
 	store.Publish(discovery.StaticSnapshot(cfg.Services, time.Now()))
 	gw, err := New(cfg, Options{Store: store, Logger: slog.New(slog.NewJSONHandler(logs, nil))})

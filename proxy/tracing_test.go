@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/internal/testproc"
 	"go.opentelemetry.io/contrib/propagators/b3"
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -142,7 +143,7 @@ func TestAccessLogLine(t *testing.T) {
 	bad, good := newFailing(t, "bad"), newFailing(t, "good")
 	bad.mode.Store("503")
 	cfg := parseConfig(t, resilienceConfig(t, "    circuit_breaker: {disabled: true}\n    outlier_detection: {disabled: true}", bad, good))
-	var buf syncBuffer
+	var buf testproc.Output
 	front, rec := tracedFront(t, cfg, Options{AccessLog: slog.New(slog.NewJSONHandler(&buf, nil))})
 	res, err := http.Get(front.URL + "/items?x=1")
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/testproc"
 	"go.uber.org/goleak"
 )
 
@@ -37,25 +38,7 @@ type demo struct {
 	urls   map[string]string // instance id → base URL
 	ids    []string          // instance ids, in -listen order
 	client *http.Client
-	logs   *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs   *testproc.Output
 }
 
 // startDemo serves opts (defaults: one instance of each service on
@@ -74,7 +57,7 @@ func startDemo(t *testing.T, opts options) *demo {
 	if opts.seed == 0 {
 		opts.seed = 1
 	}
-	logs := &syncBuffer{}
+	logs := &testproc.Output{}
 	f, err := listen(opts, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatalf("listen: %v", err)
@@ -290,7 +273,7 @@ func TestCLIExitStatus(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			var out syncBuffer
+			var out testproc.Output
 			if got := cli(tt.args, &out); got != tt.status {
 				t.Errorf("exit status = %d, want %d; output:\n%s", got, tt.status, out.String())
 			}

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/testproc"
 )
 
 const (
@@ -117,7 +119,7 @@ func portAnswers(port string) bool {
 // script prepares a run of run.sh with stub binaries.
 type script struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testproc.Output
 	record string
 	done   chan error // holds cmd.Wait's result once it is known
 }
@@ -140,7 +142,7 @@ func newScript(t *testing.T, mode string, env ...string) *script {
 			t.Fatal(err)
 		}
 	}
-	s := &script{out: &syncBuffer{}, record: filepath.Join(t.TempDir(), "meshgate.json"), done: make(chan error, 1)}
+	s := &script{out: &testproc.Output{}, record: filepath.Join(t.TempDir(), "meshgate.json"), done: make(chan error, 1)}
 	s.cmd = exec.Command("bash", "../run.sh", bindir)
 	s.cmd.Env = append(os.Environ(),
 		modeEnv+"="+mode,

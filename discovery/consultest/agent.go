@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/meshgate/meshgate/internal/testproc"
 	"net"
 	"net/http"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshgate/meshgate/internal/testproc"
 )
 
 // Agent is a running dev-mode Consul agent.

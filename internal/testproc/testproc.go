@@ -1,6 +1,7 @@
-// Package testproc holds what the test harnesses of real external
-// programs (Consul, Jaeger) share: locating the binary that tools/ensure.sh
-// built, and collecting its output safely.
+// Package testproc holds what tests share around the processes and
+// goroutines they run: locating the binary of a real external program
+// (Consul, Jaeger) that tools/ensure.sh built, and collecting output that
+// is written concurrently (a process's, a logger's).
 package testproc
 
 import (
@@ -27,8 +28,8 @@ func Binary(name, env string) (string, error) {
 	return p, nil
 }
 
-// Output collects a process's output: exec copies into it from its own
-// goroutine while tests read it.
+// Output collects output written concurrently — a process's, which exec
+// copies from its own goroutine, or a logger's — while a test reads it.
 type Output struct {
 	mu sync.Mutex
 	b  bytes.Buffer

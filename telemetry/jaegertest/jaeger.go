@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/meshgate/meshgate/internal/testproc"
 	"net"
 	"net/http"
 	"os/exec"
@@ -23,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/testproc"
 )
 
 const (
