@@ -89,7 +89,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer up.res.limiter.Release()
-	up.res.budget.Request()
+	if up.res.retry.Attempts() > 1 {
+		up.res.budget.Request() // only services that retry need the count
+	}
 	if upgrade == "" && up.takesH1(r) {
 		var abort bool
 		status, abort = g.serveH1(ctx, w, r, t, rte, info)

@@ -54,6 +54,9 @@ type Outlier struct {
 	// until ends the current or last ejection, in Unix nanoseconds; 0 when
 	// the instance was never ejected or ejection was reset.
 	until atomic.Int64
+	// failing is set while consecutive > 0, so that a success on a healthy
+	// instance (the common case) takes no lock.
+	failing atomic.Bool
 	// Guarded by group.mu.
 	consecutive int
 	ejections   int
@@ -162,7 +165,7 @@ func (g *OutlierGroup) Remove(o *Outlier) {
 // the instance is ejected are ignored, as is everything when detection is
 // disabled. o must come from g.
 func (g *OutlierGroup) Record(o *Outlier, failure bool, instances int, now time.Time) (ejected bool) {
-	if o == nil {
+	if o == nil || (!failure && !o.failing.Load()) {
 		return false
 	}
 	g.mu.Lock()
@@ -173,12 +176,14 @@ func (g *OutlierGroup) Record(o *Outlier, failure bool, instances int, now time.
 	}
 	if !failure {
 		o.consecutive = 0
+		o.failing.Store(false)
 		return false
 	}
 	if o.Ejected(now) {
 		return false
 	}
 	o.consecutive++
+	o.failing.Store(true)
 	if o.consecutive < s.consecutive {
 		return false
 	}
@@ -192,6 +197,7 @@ func (g *OutlierGroup) Record(o *Outlier, failure bool, instances int, now time.
 	}
 	o.ejections++
 	o.consecutive = 0
+	o.failing.Store(false)
 	o.until.Store(now.Add(ejectionTime(s.base, s.max, o.ejections)).UnixNano())
 	g.ejected[o] = struct{}{}
 	return true
