@@ -73,12 +73,21 @@ func lookupStruct(t reflect.Type) *structInfo {
 	if info, ok := structInfos()[t]; ok {
 		return info
 	}
-	// Not reachable from Config; cannot happen for the types in this
-	// package, but stay correct rather than panic.
+	// A type of another file format decoded with DecodeDocument.
+	if info, ok := otherStructInfos.Load(t); ok {
+		return info.(*structInfo)
+	}
 	m := make(map[reflect.Type]*structInfo)
 	addStructInfos(m, t)
+	for typ, info := range m {
+		otherStructInfos.LoadOrStore(typ, info)
+	}
 	return m[t]
 }
+
+// otherStructInfos caches the key tables of types not reachable from
+// Config (reflect.Type → *structInfo).
+var otherStructInfos sync.Map
 
 // nodeInfo is what the decoder remembers about a key or list item of the
 // file, indexed by its dotted path.

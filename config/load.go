@@ -126,31 +126,7 @@ func resolveFiles(c *Config, dir string) {
 // document parses data as a single YAML document and returns its root
 // mapping, or nil after adding the reason to issues.
 func document(data []byte, issues *[]issue) *yaml.Node {
-	doc, extra, err := decodeStream(data)
-	if err != nil && doc == nil {
-		*issues = append(*issues, syntaxIssue(data, err))
-		return nil
-	}
-	switch {
-	case err != nil:
-		*issues = append(*issues, syntaxIssue(data, err))
-	case extra != nil:
-		*issues = append(*issues, issue{line: max(extra.Line, 1), msg: `more than one YAML document; want exactly one (remove the "---" separator and what follows)`})
-	}
-	if doc == nil || len(doc.Content) == 0 || isNull(resolveAlias(doc.Content[0])) {
-		line := 1
-		if doc != nil && len(doc.Content) > 0 {
-			line = max(doc.Content[0].Line, 1)
-		}
-		*issues = append(*issues, issue{line: line, msg: `the file is empty; want a mapping with at least "listeners"`})
-		return nil
-	}
-	root := resolveAlias(doc.Content[0])
-	if root.Kind != yaml.MappingNode {
-		*issues = append(*issues, issue{line: max(root.Line, 1), msg: "want a mapping of settings (listeners, services, routes, ...) at the top level, got " + describe(root)})
-		return nil
-	}
-	return root
+	return parseDocument(data, issues, "a mapping of settings (listeners, services, routes, ...)")
 }
 
 // decodeStream parses the first YAML document of data and peeks at a

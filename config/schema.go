@@ -7,6 +7,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"io/fs"
 	"reflect"
 	"strings"
 
@@ -32,9 +33,19 @@ var typeSources embed.FS
 //
 // The same schema is committed as config/meshgate.schema.json.
 func Schema() ([]byte, error) {
-	comments, err := typeComments()
+	return GenerateSchema(&Config{}, "meshgate configuration", typeSources, refineSchema)
+}
+
+// GenerateSchema returns the JSON Schema (draft 2020-12) of the YAML file
+// format whose root type is v's: property names are the YAML keys,
+// descriptions the doc comments of the Go declarations in sources (the
+// package's type files, embedded), and unknown keys are rejected. refine,
+// when not nil, adds what struct tags cannot say. Other packages with file
+// formats (policies) generate their schemas with it.
+func GenerateSchema(v any, title string, sources fs.ReadDirFS, refine func(*jsonschema.Schema) error) ([]byte, error) {
+	comments, err := typeComments(sources, reflect.TypeOf(v).Elem().PkgPath())
 	if err != nil {
-		return nil, fmt.Errorf("generating config schema: %w", err)
+		return nil, fmt.Errorf("generating schema: %w", err)
 	}
 	r := &jsonschema.Reflector{
 		FieldNameTag:               "yaml",
@@ -43,31 +54,32 @@ func Schema() ([]byte, error) {
 		ExpandedStruct:             true,
 		CommentMap:                 comments,
 	}
-	s := r.Reflect(&Config{})
-	s.Title = "meshgate configuration"
-	if err := refineSchema(s); err != nil {
-		return nil, fmt.Errorf("generating config schema: %w", err)
+	s := r.Reflect(v)
+	s.Title = title
+	if refine != nil {
+		if err := refine(s); err != nil {
+			return nil, fmt.Errorf("generating schema: %w", err)
+		}
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
-		return nil, fmt.Errorf("generating config schema: %w", err)
+		return nil, fmt.Errorf("generating schema: %w", err)
 	}
 	return append(b, '\n'), nil
 }
 
-// typeComments reads the doc comments of the embedded type declarations
+// typeComments reads the doc comments of the type declarations in sources
 // into the key scheme of jsonschema.Reflector.CommentMap:
 // "<package path>.<Type>" and "<package path>.<Type>.<Field>".
-func typeComments() (map[string]string, error) {
-	pkg := reflect.TypeFor[Config]().PkgPath()
-	entries, err := typeSources.ReadDir(".")
+func typeComments(sources fs.ReadDirFS, pkg string) (map[string]string, error) {
+	entries, err := sources.ReadDir(".")
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]string)
 	fset := token.NewFileSet()
 	for _, e := range entries {
-		src, err := typeSources.ReadFile(e.Name())
+		src, err := fs.ReadFile(sources, e.Name())
 		if err != nil {
 			return nil, err
 		}

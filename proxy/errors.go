@@ -5,10 +5,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strconv"
 	"syscall"
 
-	"go.opentelemetry.io/otel/trace"
+	"github.com/meshgate/meshgate/internal/httperr"
 )
 
 // StatusClientClosedRequest is logged (never sent) when the client went
@@ -44,30 +43,7 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // writeErrorTrace is writeError with the trace_id of the span in ctx (nil
 // or no span: none), so that a client can quote it in a report.
 func writeErrorTrace(w http.ResponseWriter, ctx context.Context, status int, msg string) {
-	var traceID trace.TraceID
-	if ctx != nil {
-		if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
-			traceID = sc.TraceID()
-		}
-	}
-	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["X-Content-Type-Options"] = []string{"nosniff"}
-	h["Cache-Control"] = []string{"no-store"}
-	b := make([]byte, 0, 64+len(msg))
-	b = append(b, `{"error":`...)
-	b = strconv.AppendQuote(b, msg)
-	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	if traceID.IsValid() {
-		b = append(b, `,"trace_id":"`...)
-		b = append(b, traceID.String()...)
-		b = append(b, '"')
-	}
-	b = append(b, "}\n"...)
-	h["Content-Length"] = []string{strconv.Itoa(len(b))}
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	httperr.Write(w, ctx, status, msg)
 }
 
 // classify maps an error of an upstream round trip to the status the

@@ -1,0 +1,108 @@
+package policies
+
+import (
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// selector is a compiled applies_to.
+type selector struct {
+	all      bool
+	routes   []string
+	services []string
+	req      requestSelector
+}
+
+// appliesToRoute reports whether the policy may apply to requests of the
+// route: its route-level fields match (the request-level ones are checked
+// per request).
+func (s *selector) appliesToRoute(rt RouteInfo) bool {
+	if s.all {
+		return true
+	}
+	if len(s.routes) > 0 && !slices.Contains(s.routes, rt.Name) {
+		return false
+	}
+	if len(s.services) > 0 && !slices.Contains(s.services, rt.Service) {
+		return false
+	}
+	return true
+}
+
+// requestSelector is the part of a selector checked per request: hosts,
+// path prefixes and methods. Authz rules use the same matching.
+type requestSelector struct {
+	hosts    hostMatcher
+	prefixes []string // whole-segment prefixes, without a trailing "/"
+	paths    []string // exact paths
+	methods  []string
+}
+
+func (s *requestSelector) empty() bool {
+	return len(s.hosts.exact) == 0 && len(s.hosts.suffixes) == 0 && len(s.prefixes) == 0 && len(s.paths) == 0 && len(s.methods) == 0
+}
+
+// match reports whether the request matches every field given.
+func (s *requestSelector) match(r *http.Request) bool {
+	if len(s.methods) > 0 && !slices.Contains(s.methods, r.Method) {
+		return false
+	}
+	if !s.hosts.empty() && !s.hosts.match(r.Host) {
+		return false
+	}
+	if len(s.prefixes) > 0 || len(s.paths) > 0 {
+		p := r.URL.Path
+		if !slices.Contains(s.paths, p) && !slices.ContainsFunc(s.prefixes, func(pre string) bool { return hasPathPrefix(p, pre) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasPathPrefix reports whether path starts with the whole segments of
+// prefix: "/admin" matches "/admin" and "/admin/x" but not
+// "/administrator". A prefix of "/" matches every path.
+func hasPathPrefix(path, prefix string) bool {
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || prefix == "/" || path[len(prefix)] == '/' || strings.HasSuffix(prefix, "/")
+}
+
+// hostMatcher matches a request's host, without its port and case-
+// insensitively, against exact names and "*.suffix" wildcards.
+type hostMatcher struct {
+	exact    []string // lower case
+	suffixes []string // ".example.com", lower case
+}
+
+func (h *hostMatcher) empty() bool { return len(h.exact) == 0 && len(h.suffixes) == 0 }
+
+func (h *hostMatcher) add(pattern string) {
+	pattern = strings.ToLower(pattern)
+	if rest, ok := strings.CutPrefix(pattern, "*"); ok {
+		h.suffixes = append(h.suffixes, rest)
+		return
+	}
+	h.exact = append(h.exact, pattern)
+}
+
+func (h *hostMatcher) match(host string) bool {
+	if hst, _, err := net.SplitHostPort(host); err == nil {
+		host = hst
+	}
+	host = strings.TrimSuffix(host, ".")
+	for _, e := range h.exact {
+		if strings.EqualFold(host, e) {
+			return true
+		}
+	}
+	for _, s := range h.suffixes {
+		if len(host) > len(s) && strings.EqualFold(host[len(host)-len(s):], s) {
+			return true
+		}
+	}
+	return false
+}
