@@ -1,7 +1,7 @@
 package policies
 
 import (
-		"fmt"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
