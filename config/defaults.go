@@ -28,6 +28,10 @@ const (
 	DefaultMaxBodyBytes = Size(10 << 20)
 	// DefaultGracePeriod is server.grace_period: 30s.
 	DefaultGracePeriod = Duration(30 * time.Second)
+	// DefaultEscapedSlashes is server.path_normalization.escaped_slashes.
+	DefaultEscapedSlashes = "reject"
+	// DefaultRedisTimeout is policies.redis.timeout.
+	DefaultRedisTimeout = Duration(100 * time.Millisecond)
 	// DefaultDrainDelay is server.drain_delay: none.
 	DefaultDrainDelay = Duration(0)
 )
@@ -323,6 +327,12 @@ func applyDefaults(c *Config, isSet func(p fpath, zero bool) bool) {
 	duration(isSet, sp.field("idle_timeout"), &c.Server.IdleTimeout, DefaultIdleTimeout)
 	duration(isSet, sp.field("grace_period"), &c.Server.GracePeriod, DefaultGracePeriod)
 	duration(isSet, sp.field("drain_delay"), &c.Server.DrainDelay, DefaultDrainDelay)
+	if c.Server.PathNormalization.EscapedSlashes == "" {
+		c.Server.PathNormalization.EscapedSlashes = DefaultEscapedSlashes
+	}
+	if c.Policies != nil && c.Policies.Redis != nil {
+		duration(isSet, root.field("policies").field("redis").field("timeout"), &c.Policies.Redis.Timeout, DefaultRedisTimeout)
+	}
 	if p := sp.field("max_header_bytes"); !isSet(p, c.Server.MaxHeaderBytes == 0) {
 		c.Server.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}

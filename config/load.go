@@ -110,6 +110,9 @@ func finish(filename string, issues []issue, d *decoder) error {
 // resolveFiles makes relative TLS paths relative to dir, the directory of
 // the configuration file.
 func resolveFiles(c *Config, dir string) {
+	if c.Policies != nil && c.Policies.Dir != "" && !filepath.IsAbs(c.Policies.Dir) {
+		c.Policies.Dir = filepath.Join(dir, c.Policies.Dir)
+	}
 	for i := range c.Listeners {
 		t := c.Listeners[i].TLS
 		if t == nil {

@@ -106,6 +106,7 @@ func TestMinimalDefaults(t *testing.T) {
 			MaxHeaderBytes:    64 << 10,
 			MaxBodyBytes:      10 << 20,
 			GracePeriod:       Duration(30 * time.Second),
+			PathNormalization: PathNormalization{EscapedSlashes: "reject"},
 		},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -134,10 +135,20 @@ func TestFullValues(t *testing.T) {
 		MaxHeaderBytes:    32 << 10,
 		MaxBodyBytes:      50_000_000,
 		TrustedHops:       2, IgnoreIncomingTraceContext: true,
-		DrainDelay:  Duration(5 * time.Second),
-		GracePeriod: Duration(45 * time.Second),
+		DrainDelay:        Duration(5 * time.Second),
+		GracePeriod:       Duration(45 * time.Second),
+		PathNormalization: PathNormalization{EscapedSlashes: "decode", KeepRepeatedSlashes: true},
 	}); got != want {
 		t.Errorf("server = %+v, want %+v", got, want)
+	}
+	if got, want := *c.Policies.Redis, (Redis{Address: "127.0.0.1:6379", Username: "meshgate", PasswordEnv: "REDIS_PASSWORD", DB: 2, TLS: true, Timeout: Duration(250 * time.Millisecond)}); got != want {
+		t.Errorf("policies.redis = %+v, want %+v", got, want)
+	}
+	if got, want := c.Policies.Dir, filepath.Join("testdata", "valid", "policies"); got != want {
+		t.Errorf("policies.dir = %q, want %q (relative to the config file)", got, want)
+	}
+	if got := c.Policies.ConsulKVPrefix; got != "meshgate/policies" {
+		t.Errorf("policies.consul_kv_prefix = %q", got)
 	}
 	if got := c.Admin.Address; got != "127.0.0.1:9902" {
 		t.Errorf("admin.address = %q", got)
@@ -606,7 +617,7 @@ func TestParseErrorDetails(t *testing.T) {
 		{
 			name: "newlines in values stay escaped",
 			yaml: "listeners: [{address: \":1\"}]\n\"bad\\nkey\": 1\n",
-			want: `f.yaml:2: unknown field "bad\nkey"; allowed: admin, discovery, listeners, register, routes, server, services, telemetry`,
+			want: `f.yaml:2: unknown field "bad\nkey"; allowed: admin, discovery, listeners, policies, register, routes, server, services, telemetry`,
 		},
 		{
 			name: "syntax error without a line from yaml.v3 gets one",

@@ -73,5 +73,13 @@ func (c *Config) clone() *Config {
 		r.Meta = maps.Clone(r.Meta)
 		out.Register = &r
 	}
+	if c.Policies != nil {
+		pc := *c.Policies
+		if pc.Redis != nil {
+			r := *pc.Redis
+			pc.Redis = &r
+		}
+		out.Policies = &pc
+	}
 	return &out
 }

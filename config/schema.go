@@ -153,7 +153,9 @@ func schemaDefaults() map[string]map[string]any {
 			"drain_delay":         DefaultDrainDelay.String(),
 			"grace_period":        DefaultGracePeriod.String(),
 		},
-		"Listener": {"max_concurrent_requests": 0},
+		"PathNormalization": {"escaped_slashes": DefaultEscapedSlashes},
+		"Redis":             {"timeout": DefaultRedisTimeout.String(), "db": 0},
+		"Listener":          {"max_concurrent_requests": 0},
 		"Service": {
 			"protocol":                    DefaultProtocol,
 			"max_concurrent_requests":     0,

@@ -42,6 +42,42 @@ type Config struct {
 	// Telemetry overrides the standard OTEL_* environment variables for
 	// traces. Changes take effect on restart.
 	Telemetry Telemetry `yaml:"telemetry,omitempty" json:"telemetry,omitempty"`
+	// Policies says where policy files (authentication, authorization,
+	// rate limits, transforms) come from. Without it no policy applies.
+	Policies *Policies `yaml:"policies,omitempty" json:"policies,omitempty"`
+}
+
+// Policies locates the policy files. Their own format is described by
+// the policy JSON Schema (policies/policy.schema.json).
+type Policies struct {
+	// Dir is a directory of policy files (*.yaml, *.yml), relative to the
+	// config file. Watched: a change reloads the policies.
+	Dir string `yaml:"dir,omitempty" json:"dir,omitempty"`
+	// ConsulKVPrefix also reads policy documents from Consul KV, every key
+	// under this prefix, watched with a blocking query. Needs
+	// discovery.consul.
+	ConsulKVPrefix string `yaml:"consul_kv_prefix,omitempty" json:"consul_kv_prefix,omitempty"`
+	// Redis stores the counts of global rate limits, shared by every
+	// meshgate that uses it. Changes take effect on restart.
+	Redis *Redis `yaml:"redis,omitempty" json:"redis,omitempty"`
+}
+
+// Redis is a connection to a Redis server.
+type Redis struct {
+	// Address is host:port. Required.
+	Address string `yaml:"address" json:"address" jsonschema:"required"`
+	// Username for Redis ACLs; empty for the default user.
+	Username string `yaml:"username,omitempty" json:"username,omitempty"`
+	// PasswordEnv names the environment variable holding the password, so
+	// that it stays out of the file.
+	PasswordEnv string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	// DB is the database number. Default 0.
+	DB int `yaml:"db,omitempty" json:"db,omitempty" jsonschema:"minimum=0"`
+	// TLS connects with TLS, verifying the server against the system roots.
+	TLS bool `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// Timeout bounds each rate-limit check; past it the limit's
+	// failure_mode applies. Default 100ms.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 }
 
 // Telemetry overrides OpenTelemetry's environment for meshgate's traces;
@@ -246,6 +282,21 @@ type Server struct {
 	// included) may run after listeners stop accepting. Default 30s; must
 	// be greater than 0.
 	GracePeriod Duration `yaml:"grace_period,omitempty" json:"grace_period,omitempty"`
+	// PathNormalization is how request paths are normalised, once, before
+	// routing, policies and forwarding: dot segments are always removed
+	// and percent-encoded unreserved characters decoded.
+	PathNormalization PathNormalization `yaml:"path_normalization,omitempty" json:"path_normalization,omitempty"`
+}
+
+// PathNormalization chooses the path rules that are a matter of policy.
+type PathNormalization struct {
+	// EscapedSlashes is what an encoded slash or backslash (%2F, %5C) in
+	// a path gets: "reject" (the default: 400) or "decode" (it becomes a
+	// "/" and the path is normalised with it).
+	EscapedSlashes string `yaml:"escaped_slashes,omitempty" json:"escaped_slashes,omitempty" jsonschema:"enum=reject,enum=decode"`
+	// KeepRepeatedSlashes leaves "//" in paths. Default false: repeated
+	// slashes are merged into one.
+	KeepRepeatedSlashes bool `yaml:"keep_repeated_slashes,omitempty" json:"keep_repeated_slashes,omitempty"`
 }
 
 // Service is one upstream service in the static catalog, with the policy

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,7 +95,51 @@ func (v *validator) config(c *Config) {
 	v.discovery(c, root.field("discovery"))
 	v.register(c, root.field("register"))
 	v.telemetry(&c.Telemetry, root.field("telemetry"))
+	v.policies(c, root.field("policies"))
 }
+
+// policies checks where policy files come from; the files themselves are
+// checked by the policies package.
+func (v *validator) policies(c *Config, p fpath) {
+	switch c.Server.PathNormalization.EscapedSlashes {
+	case "reject", "decode":
+	default:
+		v.addf(fpath{"server"}.field("path_normalization").field("escaped_slashes"), "unknown policy %q; want reject or decode", c.Server.PathNormalization.EscapedSlashes)
+	}
+	pc := c.Policies
+	if pc == nil {
+		return
+	}
+	if pc.Dir == "" && pc.ConsulKVPrefix == "" {
+		v.addf(p, "want dir, consul_kv_prefix or both")
+	}
+	if pc.ConsulKVPrefix != "" && c.Discovery.Consul == nil && !v.discoveryUnknown {
+		v.addf(p.field("consul_kv_prefix"), "needs discovery.consul, the agent to read it from")
+	}
+	if strings.HasPrefix(pc.ConsulKVPrefix, "/") {
+		v.addf(p.field("consul_kv_prefix"), "%q must not start with /; Consul KV keys are relative", pc.ConsulKVPrefix)
+	}
+	if r := pc.Redis; r != nil {
+		rp := p.field("redis")
+		if r.Address == "" {
+			v.missing(rp.field("address"), "the Redis server's host:port")
+		} else if host, port, err := net.SplitHostPort(r.Address); err != nil || host == "" || port == "" {
+			v.addf(rp.field("address"), "invalid address %q; want host:port", r.Address)
+		}
+		if r.DB < 0 {
+			v.addf(rp.field("db"), "must not be negative, got %d", r.DB)
+		}
+		if r.Timeout <= 0 {
+			v.addf(rp.field("timeout"), "must be greater than 0, got %s", r.Timeout)
+		}
+		if r.PasswordEnv != "" && !envName.MatchString(r.PasswordEnv) {
+			v.addf(rp.field("password_env"), "%q is not an environment variable name", r.PasswordEnv)
+		}
+	}
+}
+
+// envName is the syntax of environment variable names.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // telemetry checks the overrides of OpenTelemetry's environment.
 func (v *validator) telemetry(t *Telemetry, p fpath) {

@@ -34,6 +34,7 @@ func TestSetDefaults(t *testing.T) {
 	if c.Server != (Server{
 		ReadHeaderTimeout: Duration(10 * time.Second), IdleTimeout: Duration(120 * time.Second),
 		MaxHeaderBytes: 64 << 10, MaxBodyBytes: 10 << 20, GracePeriod: Duration(30 * time.Second),
+		PathNormalization: PathNormalization{EscapedSlashes: "reject"},
 	}) {
 		t.Errorf("server defaults: %+v", c.Server)
 	}
