@@ -35,11 +35,22 @@ bench-peers: ## install nginx, HAProxy, Caddy and wrk from Debian for `make benc
 bench-go: ## Go micro-benchmarks of the request hot path
 	$(GO) test -run '^$$' -bench . -benchmem ./proxy/...
 
-fuzz: ## a short run of every fuzz target
-	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./config
+FUZZTIME ?= 10s
+# package:target for every fuzz target; keep in step with `grep -rn '^func Fuzz'`.
+FUZZ_TARGETS = ./config:FuzzLoad ./policies:FuzzLoadPolicies ./policies:FuzzNormalizePath ./policies:FuzzCELCompile \
+	./proxy:FuzzReadResponseHead ./proxy/balancer:FuzzCookieValue ./resilience:FuzzParseRetryAfter \
+	./deployments/demo:FuzzListenFlag ./bench:FuzzParseStat ./bench:FuzzParseWrk ./bench:FuzzParseWrkDuration
 
-schema: ## regenerate config/meshgate.schema.json from the Go types
+fuzz: ## a short run (FUZZTIME each) of every fuzz target
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$pkg $$name"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+schema: ## regenerate config/meshgate.schema.json and policies/policy.schema.json from the Go types
 	$(GO) test ./config -run TestSchemaUpToDate -update
+	$(GO) test ./policies -run TestSchemaUpToDate -update-schema
 
 vet:
 	$(GO) vet ./...

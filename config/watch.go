@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -18,18 +19,28 @@ import (
 // seen; bursts of events within debounce coalesce into one call, and
 // events that leave the content as it was are skipped.
 func Watch(ctx context.Context, path string, debounce time.Duration, changed func()) error {
+	return watch(ctx, filepath.Dir(path), debounce, func() []byte { return fileSum(path) }, changed)
+}
+
+// WatchDir is Watch for the YAML files (*.yaml, *.yml) of a directory, such
+// as the policy directory: a file added, removed or changed calls changed.
+func WatchDir(ctx context.Context, dir string, debounce time.Duration, changed func()) error {
+	return watch(ctx, dir, debounce, func() []byte { return dirSum(dir) }, changed)
+}
+
+// watch calls changed when sum changes after events in dir.
+func watch(ctx context.Context, dir string, debounce time.Duration, sum func() []byte, changed func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watching %s: %w", path, err)
+		return fmt.Errorf("watching %s: %w", dir, err)
 	}
-	dir := filepath.Dir(path)
 	if err := w.Add(dir); err != nil {
 		w.Close()
 		return fmt.Errorf("watching %s: %w", dir, err)
 	}
 	go func() {
 		defer w.Close()
-		last := fileSum(path)
+		last := sum()
 		var timer *time.Timer
 		var fire <-chan time.Time
 		for {
@@ -62,8 +73,8 @@ func Watch(ctx context.Context, path string, debounce time.Duration, changed fun
 				fire = timer.C
 			case <-fire:
 				fire = nil
-				if sum := fileSum(path); !bytes.Equal(sum, last) {
-					last = sum
+				if now := sum(); !bytes.Equal(now, last) {
+					last = now
 					changed()
 				}
 			}
@@ -80,4 +91,23 @@ func fileSum(path string) []byte {
 	}
 	s := sha256.Sum256(b)
 	return s[:]
+}
+
+// dirSum hashes the names and contents of the YAML files of dir.
+func dirSum(dir string) []byte {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	h := sha256.New()
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+			continue
+		}
+		h.Write([]byte(name))
+		h.Write([]byte{0})
+		h.Write(fileSum(filepath.Join(dir, name)))
+	}
+	return h.Sum(nil)
 }

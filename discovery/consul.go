@@ -125,8 +125,10 @@ func NewConsul(opts ConsulOptions) *Consul {
 	}
 }
 
-func (c *Consul) watchOptions() watchOptions {
-	cc := c.opts.Config
+func (c *Consul) watchOptions() watchOptions { return watchOptionsOf(c.opts.Config) }
+
+// watchOptionsOf returns the watch timings discovery.consul sets.
+func watchOptionsOf(cc config.Consul) watchOptions {
 	return watchOptions{
 		wait:        cc.Wait.D(),
 		minInterval: cc.MinInterval.D(),
@@ -135,8 +137,11 @@ func (c *Consul) watchOptions() watchOptions {
 	}
 }
 
-func (c *Consul) queryOptions() api.QueryOptions {
-	return api.QueryOptions{Datacenter: c.opts.Config.Datacenter, AllowStale: c.opts.Config.Stale}
+func (c *Consul) queryOptions() api.QueryOptions { return queryOptionsOf(c.opts.Config) }
+
+// queryOptionsOf returns the query options discovery.consul sets.
+func queryOptionsOf(cc config.Consul) api.QueryOptions {
+	return api.QueryOptions{Datacenter: cc.Datacenter, AllowStale: cc.Stale}
 }
 
 // Run watches Consul and publishes a snapshot after every change, once

@@ -1,7 +1,6 @@
 package policies
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -54,6 +53,19 @@ func ReadDir(dir string) ([]Source, error) {
 	return out, nil
 }
 
+// ReadFiles reads the given policy files, in the order given.
+func ReadFiles(paths ...string) ([]Source, error) {
+	out := make([]Source, 0, len(paths))
+	for _, p := range paths {
+		data, err := readFile(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Source{Name: p, Dir: filepath.Dir(p), Data: data})
+	}
+	return out, nil
+}
+
 // readFile reads one policy file, bounded.
 func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
@@ -86,7 +98,6 @@ func compileSources(sources []Source, env *Env, res *resources, validateOnly, ha
 	set := &Set{env: env}
 	seen := make(map[string]string)
 	var errs config.Errors
-	var other []error
 	for _, src := range sources {
 		var f File
 		doc := config.DecodeDocument(src.Name, src.Data, &f, `a mapping with "policies"`)
@@ -95,20 +106,12 @@ func compileSources(sources []Source, env *Env, res *resources, validateOnly, ha
 			set.policies = append(set.policies, c.compileFile(&f, seen)...)
 		}
 		if err := doc.Err(); err != nil {
-			var fe config.Errors
-			if errors.As(err, &fe) {
-				errs = append(errs, fe...)
-			} else {
-				other = append(other, err)
-			}
+			errs = append(errs, err.(config.Errors)...) // Document.Err returns only Errors
 		}
 		set.files = append(set.files, src.Name)
 	}
-	if len(errs) > 0 || len(other) > 0 {
-		if len(other) == 0 {
-			return nil, errs
-		}
-		return nil, errors.Join(append([]error{errs.Err()}, other...)...)
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return set, nil
 }

@@ -26,7 +26,11 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // ServeHTTP routes r and forwards it to an instance of the route's service.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
-	rte := t.router.match(r)
+	var rte *Route
+	pathErr := t.normalizePath(r)
+	if pathErr == nil {
+		rte = t.router.match(r)
+	}
 	ctx, span := g.tr.startServer(r, rte, t.ignoreTrace)
 	status := http.StatusBadGateway // until a status is known
 	var info *requestInfo
@@ -56,6 +60,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}()
 	}
+	if pathErr != nil {
+		status = http.StatusBadRequest
+		writeErrorTrace(w, ctx, status, pathErr.Error())
+		return
+	}
 	if rte == nil {
 		status = http.StatusNotFound
 		writeErrorTrace(w, ctx, status, msgNoRoute)
@@ -66,6 +75,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErrorTrace(w, ctx, status, msgBodyTooLarge)
 		return
 	}
+	if rte.chain != nil {
+		g.serveChain(ctx, w, r, t, rte, info, &status)
+		return
+	}
+	var abort bool
+	status, abort = g.serveRoute(ctx, w, r, t, rte, info)
+	if abort {
+		// The client must not take what net/http would send after this
+		// handler for an answer: a response cut short would end as if
+		// complete, and a client that only half-closed its side would read
+		// "200 OK" with an empty body. The connection is closed instead (the
+		// stream reset, over HTTP/2).
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// serveRoute sends a routed request upstream: bulkheads, then the attempt
+// loop, and writes the response. abort is set when the response was cut
+// short and the client connection must be closed rather than ended.
+func (g *Gateway) serveRoute(ctx context.Context, w http.ResponseWriter, r *http.Request, t *table, rte *Route, info *requestInfo) (status int, abort bool) {
+	status = http.StatusBadGateway // until a status is known
 	upgrade := requestedUpgrade(r.Header)
 	if upgrade != "" {
 		// Counted from here, so that a shutdown that begins while the
@@ -73,7 +103,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !g.upgrades.begin() {
 			status = http.StatusServiceUnavailable
 			writeErrorTrace(w, ctx, status, msgShuttingDown)
-			return
+			return status, false
 		}
 		defer g.upgrades.end()
 	}
@@ -82,30 +112,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// A bulkhead sheds rather than queues: the client may try again.
 		g.log.Debug("load shed", "route", rte.Name, "service", up.name)
 		g.obs.Observe(resilience.Event{Kind: resilience.EventLoadShed, Service: up.name, Reason: "service"})
-		event(span, "load_shed", attribute.String("meshgate.limit", "service"))
+		event(spanOf(ctx), "load_shed", attribute.String("meshgate.limit", "service"))
 		status = http.StatusServiceUnavailable
 		w.Header()["Retry-After"] = []string{"1"}
 		writeErrorTrace(w, ctx, status, msgOverloaded)
-		return
+		return status, false
 	}
 	defer up.res.limiter.Release()
 	if up.res.retry.Attempts() > 1 {
 		up.res.budget.Request() // only services that retry need the count
 	}
 	if upgrade == "" && up.takesH1(r) {
-		var abort bool
-		status, abort = g.serveH1(ctx, w, r, t, rte, info)
-		if abort {
-			panic(http.ErrAbortHandler) // see below
-		}
-		return
+		return g.serveH1(ctx, w, r, t, rte, info)
 	}
 	var tried triedSet
 	ep, done := up.admit(r, &tried)
 	if ep == nil {
 		status = http.StatusServiceUnavailable
 		g.unavailable(ctx, w, up)
-		return
+		return status, false
 	}
 	ep.state.inFlight.Add(1)
 	ep.state.requests.Add(1)
@@ -120,16 +145,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		endSpan(cspan, status, nil)
 		g.clientDone(cctx, attemptStart, r, up, ep, status, nil)
 	}()
-	var abort bool
 	status, abort = g.forward(cctx, w, r, t, rte, ep, upgrade, done, traceHeader)
-	if abort {
-		// The client must not take what net/http would send after this
-		// handler for an answer: a response cut short would end as if
-		// complete, and a client that only half-closed its side would read
-		// "200 OK" with an empty body. The connection is closed instead (the
-		// stream reset, over HTTP/2).
-		panic(http.ErrAbortHandler)
-	}
+	return status, abort
 }
 
 // unavailable answers 503 when no instance can take a request: none is

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/policies"
 	"github.com/meshgate/meshgate/proxy/balancer"
 	"github.com/meshgate/meshgate/resilience"
 	"github.com/meshgate/meshgate/telemetry"
@@ -74,6 +75,9 @@ type Gateway struct {
 	states     map[string]map[string]*endpointState // service → instance ID
 	services   map[string]*serviceState             // resilience state by service
 	instRes    map[string]*instanceRes              // breakers and ejections by service and instance
+	// policies is the policy set in force; each table links its routes'
+	// chains from it.
+	policies *policies.Set
 	// The maps a table build fills; apply makes them current on success.
 	nextServices map[string]*serviceState
 	nextInstRes  map[string]*instanceRes
@@ -103,6 +107,9 @@ type table struct {
 	maxBody     int64
 	trusted     int
 	ignoreTrace bool // server.ignore_incoming_trace_context
+	// server.path_normalization
+	escapedSlashes string
+	mergeSlashes   bool
 }
 
 // New returns a gateway serving cfg. Requests are answered 503 until the
@@ -243,6 +250,9 @@ func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 		maxBody:     int64(cfg.Server.MaxBodyBytes),
 		trusted:     cfg.Server.TrustedHops,
 		ignoreTrace: cfg.Server.IgnoreIncomingTraceContext,
+
+		escapedSlashes: cfg.Server.PathNormalization.EscapedSlashes,
+		mergeSlashes:   !cfg.Server.PathNormalization.KeepRepeatedSlashes,
 	}
 	newTransports := make(map[string]*transportEntry, len(cfg.Services))
 	g.nextServices = make(map[string]*serviceState, len(cfg.Services))
@@ -267,7 +277,9 @@ func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 	if err != nil {
 		return err
 	}
-	t.router = newRouter(append(routes, found...))
+	routes = append(routes, found...)
+	g.linkPolicies(t, routes)
+	t.router = newRouter(routes)
 
 	old, oldStates := g.transports, g.states
 	g.table.Store(t)

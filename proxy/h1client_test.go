@@ -373,7 +373,7 @@ func TestH1RequestWireFormat(t *testing.T) {
 		wantTE             []string
 		wantLen            int64
 	}{
-		{name: "get", method: "GET", path: "/a/b%2Fc?x=1&y=%20", wantLen: 0},
+		{name: "get", method: "GET", path: "/a/b%3Fc%20d?x=1&y=%20", wantLen: 0},
 		{name: "empty post", method: "POST", path: "/p", wantLen: 0},
 		{name: "sized body", method: "PUT", path: "/p", body: strings.NewReader("0123456789"), wantBody: "0123456789", wantLen: 10},
 		{name: "chunked body", method: "POST", path: "/p", body: io.MultiReader(strings.NewReader("abc"), strings.NewReader("def")), wantBody: "abcdef", wantTE: []string{"chunked"}, wantLen: -1},

@@ -29,6 +29,9 @@ type Route struct {
 	rawNew     string
 	upstream   *upstream
 	order      int
+	// chain runs the policies that apply to the route, ending in the
+	// upstream call; nil when none does.
+	chain http.Handler
 }
 
 // router finds the route of a request. Exact paths are looked up in a map;

@@ -130,6 +130,14 @@ func (tr *tracing) startClient(ctx context.Context, r *http.Request, ep *endpoin
 }
 
 // event adds a resilience decision to the request's server span.
+// spanOf returns the recording span of ctx, or nil.
+func spanOf(ctx context.Context) trace.Span {
+	if sp := trace.SpanFromContext(ctx); sp.IsRecording() {
+		return sp
+	}
+	return nil
+}
+
 func event(span trace.Span, name string, attrs ...attribute.KeyValue) {
 	if span != nil {
 		span.AddEvent(name, trace.WithAttributes(attrs...))

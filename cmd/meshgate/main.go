@@ -55,6 +55,6 @@ requests, and reports what it does over its admin listener.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newValidateCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newHashKeyCmd(), newVersionCmd())
 	return root
 }

@@ -288,13 +288,26 @@ func run(ctx context.Context, opts runOptions) error {
 	if err != nil {
 		return err
 	}
-	srv, err := proxy.Listen(cfg, gw, gw.AdminHandler(map[string]http.Handler{"GET /metrics": metrics.Handler()}), log)
+	policyObs, err := telemetry.NewPolicyObserver(metrics.Meter())
+	if err != nil {
+		return err
+	}
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	policiesChanged := make(chan struct{}, 1)
+	pols, err := startPolicies(watchCtx, cfg, gw, policyObs, log, policiesChanged)
+	if err != nil {
+		return err
+	}
+	defer pols.close()
+	srv, err := proxy.Listen(cfg, gw, gw.AdminHandler(map[string]http.Handler{
+		"GET /metrics":        metrics.Handler(),
+		"GET /admin/policies": pols.mgr,
+	}), log)
 	if err != nil {
 		return err
 	}
 
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
 	go gw.Watch(watchCtx)
 	src, err := startSource(watchCtx, cfg, store, log)
 	if err != nil {
@@ -318,6 +331,11 @@ func run(ctx context.Context, opts runOptions) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	changed := make(chan struct{}, 1)
+	// The policy directory's watch follows the config: a reload that
+	// changes policies.dir restarts it.
+	policyWatchCtx, stopPolicyWatch := context.WithCancel(watchCtx)
+	pols.watch(policyWatchCtx, policyDir(cfg), policiesChanged)
+	defer func() { stopPolicyWatch() }()
 	if opts.configPath != "" {
 		err := config.Watch(watchCtx, opts.configPath, 250*time.Millisecond, func() {
 			select {
@@ -360,8 +378,18 @@ func run(ctx context.Context, opts runOptions) error {
 		if !reflect.DeepEqual(next.Listeners, cfg.Listeners) || next.Admin != cfg.Admin {
 			log.Warn("listener or admin addresses changed: restart meshgate to apply them; routes and services are live")
 		}
+		if policyDir(next) != policyDir(cfg) {
+			stopPolicyWatch()
+			policyWatchCtx, stopPolicyWatch = context.WithCancel(watchCtx)
+			pols.watch(policyWatchCtx, policyDir(next), policiesChanged)
+		}
+		if !reflect.DeepEqual(redisOf(next), redisOf(cfg)) {
+			log.Warn("policies.redis changed: restart meshgate to apply it")
+		}
 		cfg = next
+		pols.setConfig(next)
 		log.Info("configuration reloaded", "trigger", why)
+		pols.reload(why)
 	}
 
 	for {
@@ -377,10 +405,31 @@ func run(ctx context.Context, opts runOptions) error {
 			return err
 		case <-hup:
 			reload("SIGHUP")
+			if opts.configPath == "" {
+				pols.reload("SIGHUP")
+			}
 		case <-changed:
 			reload("file change")
+		case <-policiesChanged:
+			pols.reload("policy file change")
 		}
 	}
+}
+
+// policyDir returns the policy directory of cfg, or "".
+func policyDir(cfg *config.Config) string {
+	if cfg.Policies == nil {
+		return ""
+	}
+	return cfg.Policies.Dir
+}
+
+// redisOf returns the Redis settings of cfg, or nil.
+func redisOf(cfg *config.Config) *config.Redis {
+	if cfg.Policies == nil {
+		return nil
+	}
+	return cfg.Policies.Redis
 }
 
 // shutdown drains: readiness fails first, listeners stop after the drain
