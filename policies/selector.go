@@ -90,9 +90,7 @@ func (h *hostMatcher) add(pattern string) {
 }
 
 func (h *hostMatcher) match(host string) bool {
-	if hst, _, err := net.SplitHostPort(host); err == nil {
-		host = hst
-	}
+	host = hostWithoutPort(host)
 	host = strings.TrimSuffix(host, ".")
 	for _, e := range h.exact {
 		if strings.EqualFold(host, e) {
@@ -105,4 +103,19 @@ func (h *hostMatcher) match(host string) bool {
 		}
 	}
 	return false
+}
+
+// hostWithoutPort returns the host of a Host header without its port and
+// without the brackets of an IPv6 literal, without allocating.
+func hostWithoutPort(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i > strings.LastIndexByte(host, ']') {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			return h // strips brackets too
+		}
+		return host
+	}
+	if strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") {
+		return host[1 : len(host)-1]
+	}
+	return host
 }
