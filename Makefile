@@ -15,9 +15,12 @@ build: ## build meshgate and the demo services into .bin/
 run: build ## the edge gateway on the embedded default, in front of the demo services
 	@$(CURDIR)/deployments/run.sh $(BIN)
 
-tools: ## build Consul and Jaeger from tools/consul and tools/jaeger into .bin/ (cached per machine)
+tools: ## build Consul and Jaeger from tools/consul and tools/jaeger into .bin/ (cached per machine); install redis-server
 	@$(CURDIR)/tools/ensure.sh consul
 	@$(CURDIR)/tools/ensure.sh jaeger
+	@command -v redis-server >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get install -y -q --no-install-recommends redis-server >/dev/null; \
+		else echo "redis-server is missing: sudo apt-get install redis-server (the global rate-limit tests need it)"; fi; }
 
 test: tools ## every test, with the race detector
 	$(GO) vet ./...

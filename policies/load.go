@@ -3,6 +3,7 @@ package policies
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
@@ -118,6 +119,9 @@ func compileSources(sources []Source, env *Env, res *resources, validateOnly, ha
 
 // fillEnv sets the defaults of an Env.
 func fillEnv(env *Env) {
+	if env.Logger == nil {
+		env.Logger = slog.Default()
+	}
 	if env.ClientIP == nil {
 		env.ClientIP = RemoteIP
 	}
