@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -260,6 +261,34 @@ type jwtVerifier struct {
 	query  string
 
 	claims []forwardClaim
+
+	// verified remembers tokens whose signature and claims checked out,
+	// so that a client sending the same token on every request (the
+	// common case) pays for the signature once, as Envoy's jwt_authn
+	// cache does. An entry is used only with the key set that verified it
+	// and only until the token expires.
+	verified *shardedLRU[string, *verifiedToken]
+	now      func() time.Time
+	skew     time.Duration
+}
+
+// cached returns the cache entry of token, if any.
+func (v *jwtVerifier) cached(token string) (*verifiedToken, bool) {
+	if v.verified == nil {
+		return nil, false
+	}
+	return v.verified.get(token)
+}
+
+// verifiedTokens bounds the verified-token cache of each jwt step.
+const verifiedTokens = 4096
+
+// verifiedToken is a cache entry: who the token names, the key set it
+// was verified with, and when it expires (zero: no exp claim).
+type verifiedToken struct {
+	id   Identity
+	keys *keySet
+	exp  time.Time
 }
 
 // forwardClaim sets a header upstream from a claim.
@@ -331,6 +360,15 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (Identity, token
 	if token == "" || len(token) > maxTokenSize || strings.Count(token, ".") != 2 {
 		return Identity{}, tokMalformed
 	}
+	ks := v.src.keys()
+	if e, ok := v.cached(token); ok {
+		// nbf and iat checked out before and time only moves on; exp
+		// may have passed since.
+		if e.keys == ks && (e.exp.IsZero() || !v.now().After(e.exp.Add(v.skew))) {
+			return e.id, tokOK
+		}
+		v.verified.remove(token)
+	}
 	payload, err := jws.Verify([]byte(token),
 		jws.WithCompact(),
 		jws.WithKeyProvider(v),
@@ -356,7 +394,8 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (Identity, token
 		// Not a JWT claims set (a nested token or another payload).
 		return Identity{}, tokMalformed
 	}
-	if _, err := jwt.Parse(payload, v.parseOpts...); err != nil {
+	parsed, err := jwt.Parse(payload, v.parseOpts...)
+	if err != nil {
 		return Identity{}, claimsError(err)
 	}
 	var claims map[string]any
@@ -364,7 +403,12 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (Identity, token
 		return Identity{}, tokMalformed
 	}
 	sub, _ := claims["sub"].(string)
-	return Identity{Method: "jwt", Principal: sub, Claims: claims}, tokOK
+	id := Identity{Method: "jwt", Principal: sub, Claims: claims}
+	if v.verified != nil && ks != nil && ks == v.src.keys() {
+		exp, _ := parsed.Expiration()
+		v.verified.add(token, &verifiedToken{id: id, keys: ks, exp: exp})
+	}
+	return id, tokOK
 }
 
 // claimsError classifies a claim validation failure.
@@ -681,6 +725,9 @@ func (c *compiler) compileJWT(path string, spec *JWT) *jwtVerifier {
 		src:       src,
 		algs:      algs,
 		parseOpts: opts,
+		now:       c.env.Now,
+		skew:      spec.ClockSkew.D(),
+		verified:  newShardedLRU[string, *verifiedToken](verifiedTokens, maphash.String),
 		header:    header,
 		bearer:    header == "Authorization",
 		query:     spec.Query,

@@ -663,3 +663,55 @@ func BenchmarkAuthnJWT(b *testing.B) {
 		}
 	}
 }
+
+// TestAuthnJWTVerifiedCache checks the cache of verified tokens: a token
+// is served from it only while it has not expired and only with the key
+// set that verified it.
+func TestAuthnJWTVerifiedCache(t *testing.T) {
+	t.Parallel()
+	k := authnTestKeys(t)
+	var now atomic.Pointer[time.Time]
+	start := authnNow
+	now.Store(&start)
+	env := authnEnv(nil)
+	env.Now = func() time.Time { return *now.Load() }
+	srv := newAuthnJWKSServer(t, k.jwks(t, k.rsaA), 0)
+	set, err := authnCompile(t, "", authnJWKSYAML(srv.URL, "1s", "1s"), env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := set.Chain(RouteInfo{Name: "r", Service: "s"}, authnEcho())
+	tok := k.sign(t, k.rsaA, authnClaims(map[string]any{"exp": authnNow.Add(time.Minute)}))
+	for i := range 3 {
+		if status, body := authnStatus(h, "/a", tok); status != 200 {
+			t.Fatalf("request %d: %d %s", i, status, body)
+		}
+	}
+	// Past exp and the 30s skew, the cached token is refused.
+	later := authnNow.Add(time.Minute + 31*time.Second)
+	now.Store(&later)
+	if status, body := authnStatus(h, "/a", tok); status != 401 || !strings.Contains(body, "token expired") {
+		t.Fatalf("expired cached token: %d %s", status, body)
+	}
+	now.Store(&start)
+	if status, _ := authnStatus(h, "/a", tok); status != 200 {
+		t.Fatalf("token before its exp again: %d", status)
+	}
+	// The issuer drops key A: once the set is refreshed, the token that
+	// verified under the old set is checked again, and refused.
+	srv.set(k.jwks(t, k.rsaB))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, body := authnStatus(h, "/a", tok)
+		if status == 401 {
+			if !strings.Contains(body, "unknown signing key") {
+				t.Errorf("after rotation: %s", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cached token was still accepted 5s after its key left the set")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
