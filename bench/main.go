@@ -15,11 +15,29 @@
 //	            OTLP/HTTP protobuf to a sink the harness runs itself (this
 //	            binary re-executed with -serve-otlp-sink), which reads and
 //	            discards each export and answers 200.
+//	meshgate_policies
+//	            the same binary and config plus policies.dir with one
+//	            policy applied to every request: a JWT (ES256, verified
+//	            against a JWKS file), a CEL authorization rule
+//	            (claims.role == "admin" && request.method == "GET",
+//	            default deny) and a local per-principal rate limit of 10^8
+//	            requests/s, which never refuses but is counted on every
+//	            request. Before any load it must answer 401 (with
+//	            WWW-Authenticate) without the token, 200 (with
+//	            RateLimit-Policy) with it and 403 to a POST with it, or the
+//	            run fails: a gateway that skips the chain is not measured.
 //	gobaseline  httputil.ReverseProxy (Rewrite, round robin, 1024 idle
 //	            connections per host) built into this binary: the Go floor.
 //	nginx, haproxy, caddy
 //	            when installed (`make bench-peers`), each with one worker
 //	            or thread and a generated config.
+//
+// At start the harness generates a P-256 key, writes its public half as
+// the JWKS meshgate_policies reads, and signs a token with it (issuer
+// https://bench.meshgate.test, audience bench, subject bench-client, role
+// admin, expiring in an hour or twice the planned run, whichever is
+// longer). wrk sends "Authorization: Bearer TOKEN" to every target, so each
+// reads and forwards the same requests; only meshgate_policies checks it.
 //
 // wrk runs on core 0 with one thread, 64 connections and --latency; the
 // backends and the proxy under test share core 1, every Go process with
@@ -43,7 +61,7 @@
 // Usage:
 //
 //	go run ./bench -meshgate .bin/meshgate [-duration 10s] [-warmup 2s] [-rounds 3]
-//	    [-conns 64] [-only direct,meshgate,meshgate_traced,gobaseline,nginx,haproxy,caddy]
+//	    [-conns 64] [-only direct,meshgate,meshgate_traced,meshgate_policies,gobaseline,nginx,haproxy,caddy]
 //	    [-keep] [-out FILE]
 //
 // Every process the harness starts is stopped when it exits, on success,
@@ -52,13 +70,14 @@
 //
 // The last line of output is the summary:
 //
-//	bench: meshgate/direct=R meshgate/gobaseline=R meshgate/nginx=R meshgate/haproxy=R meshgate/caddy=R p99_added_ms=X meshgate_traced/meshgate=R
+//	bench: meshgate/direct=R meshgate/gobaseline=R meshgate/nginx=R meshgate/haproxy=R meshgate/caddy=R p99_added_ms=X meshgate_traced/meshgate=R meshgate_policies/meshgate=R
 //
 // where R is meshgate's median requests/s divided by the peer's ("n/a" when
 // either was not measured), X is meshgate's median p99 minus direct's, in
-// milliseconds, and the last R is meshgate_traced's median requests/s
-// divided by meshgate's: what tracing every request keeps of the
-// throughput.
+// milliseconds, meshgate_traced/meshgate is meshgate_traced's median
+// requests/s divided by meshgate's (what tracing every request keeps of the
+// throughput), and the last R is meshgate_policies' over meshgate's (what
+// the JWT + CEL + local rate limit chain keeps).
 package main
 
 import (
@@ -135,7 +154,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var only string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.meshgate, "meshgate", "", "path to the meshgate binary (required unless -only leaves meshgate and meshgate_traced out)")
+	fs.StringVar(&o.meshgate, "meshgate", "", "path to the meshgate binary (required unless -only leaves "+strings.Join(meshgateTargets, ", ")+" out)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured wrk run per target and round (whole seconds)")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "uncounted wrk run before each measured run; 0 disables")
 	fs.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; the report holds per-target medians")
@@ -197,7 +216,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("parsing flags: -conns %d: must be at least 1", o.conns)
 	}
 	if o.selectedAny(meshgateTargets) && o.meshgate == "" {
-		return o, errors.New("parsing flags: -meshgate PATH is required (or leave meshgate and meshgate_traced out with -only)")
+		return o, fmt.Errorf("parsing flags: -meshgate PATH is required (or leave %s out with -only)", strings.Join(meshgateTargets, ", "))
 	}
 	return o, nil
 }
@@ -308,6 +327,9 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (err er
 	e.sup = &supervisor{dir: e.dir}
 	defer e.sup.stopAll(3 * time.Second)
 
+	if e.creds, err = newCredentials(time.Now(), tokenTTL(o, len(targets))); err != nil {
+		return err
+	}
 	if err := startBackends(ctx, e); err != nil {
 		return err
 	}
@@ -343,7 +365,7 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (err er
 	runs := map[string][]runResult{}
 	for round := 1; round <= o.rounds; round++ {
 		for _, inst := range instances {
-			spec := wrkSpec{URL: inst.url, Conns: o.conns, CPUList: wrkCPU}
+			spec := wrkSpec{URL: inst.url, Conns: o.conns, CPUList: wrkCPU, Headers: []string{e.creds.AuthHeader()}}
 			if o.warmup > 0 {
 				spec.Duration = o.warmup
 				if _, _, err := runWrk(ctx, wrk, spec); err != nil {
@@ -356,8 +378,8 @@ func benchmark(ctx context.Context, o options, stdout, stderr io.Writer) (err er
 				return fmt.Errorf("round %d: %s: %w", round, inst.name, err)
 			}
 			runs[inst.name] = append(runs[inst.name], r)
-			progress("round %d/%d %-15s %9.0f req/s  p50 %6.2fms  p99 %6.2fms  cpu %.3fs/100k%s",
-				round, o.rounds, inst.name, r.RPS, r.P50Ms, r.P99Ms, r.CPUPer100k, errorNote(r.Errors))
+			progress("round %d/%d %-*s %9.0f req/s  p50 %6.2fms  p99 %6.2fms  cpu %.3fs/100k%s",
+				round, o.rounds, nameWidth, inst.name, r.RPS, r.P50Ms, r.P99Ms, r.CPUPer100k, errorNote(r.Errors))
 		}
 	}
 	for _, name := range targets {

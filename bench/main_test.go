@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/meshgate/meshgate/config"
 	"go.yaml.in/yaml/v3"
 )
@@ -41,7 +42,9 @@ func TestMain(m *testing.M) {
 // fakeMeshgate stands in for `meshgate run --config FILE [flags]` while the real
 // binary may not build: it reads the generated config with meshgate's own
 // types, serves /readyz on the admin address and proxies the listener
-// round robin to the service's instances (with gobaseline's proxy).
+// round robin to the service's instances (with gobaseline's proxy). With
+// policies.dir set it enforces the bench policy as benchPolicyGate does,
+// verifying tokens against the jwks.json there.
 func fakeMeshgate(file string) int {
 	fail := func(err error) int {
 		fmt.Fprintln(os.Stderr, "fake meshgate:", err)
@@ -68,10 +71,22 @@ func fakeMeshgate(file string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	logger := log.New(os.Stderr, "", 0)
+	var handler http.Handler = newBaselineProxy(ups, logger)
+	if c.Policies != nil {
+		b, err := os.ReadFile(filepath.Join(c.Policies.Dir, "jwks.json"))
+		if err != nil {
+			return fail(err)
+		}
+		set, err := jwk.Parse(b)
+		if err != nil {
+			return fail(err)
+		}
+		handler = benchPolicyGate(set, handler)
+	}
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ready\n") })
 	go serve(ctx, c.Admin.Address, admin, logger)
-	if err := serve(ctx, c.Listeners[0].Address, newBaselineProxy(ups, logger), logger); err != nil {
+	if err := serve(ctx, c.Listeners[0].Address, handler, logger); err != nil {
 		return fail(err)
 	}
 	return 0
@@ -116,6 +131,17 @@ func TestParseFlags(t *testing.T) {
 		"stray argument":    {args: []string{"-only", "direct", "extra"}, wantErr: `unexpected argument "extra"`},
 		"meshgate_traced in only": {
 			args: []string{"-only", "direct,meshgate_traced"}, wantErr: "-meshgate PATH is required",
+		},
+		"meshgate_policies in only": {
+			args: []string{"-only", "direct,meshgate_policies"}, wantErr: "-meshgate PATH is required",
+		},
+		"meshgate_policies accepted": {
+			args: []string{"-meshgate", "/bin/true", "-only", "meshgate,meshgate_policies"},
+			check: func(t *testing.T, o options) {
+				if !slices.Equal(o.only, []string{"meshgate", "meshgate_policies"}) || o.selected(targetMeshgateTraced) {
+					t.Errorf("only = %q", o.only)
+				}
+			},
 		},
 		"meshgate_traced accepted": {
 			args: []string{"-meshgate", "/bin/true", "-only", "meshgate_traced,meshgate"},
@@ -167,7 +193,8 @@ func TestHelpHidesInternalFlags(t *testing.T) {
 		t.Fatal("-help: want flag.ErrHelp")
 	}
 	if !strings.Contains(out.String(), "-meshgate") || strings.Contains(out.String(), "serve-backend") ||
-		strings.Contains(out.String(), "serve-otlp-sink") || !strings.Contains(out.String(), "meshgate_traced") {
+		strings.Contains(out.String(), "serve-otlp-sink") || !strings.Contains(out.String(), "meshgate_traced") ||
+		!strings.Contains(out.String(), "meshgate_policies") {
 		t.Errorf("usage:\n%s", out.String())
 	}
 }
@@ -180,7 +207,7 @@ func TestMissingMeshgateBinary(t *testing.T) {
 	}
 }
 
-var summaryRE = regexp.MustCompile(`^bench: meshgate/direct=(\S+) meshgate/gobaseline=(\S+) meshgate/nginx=(\S+) meshgate/haproxy=(\S+) meshgate/caddy=(\S+) p99_added_ms=(\S+) meshgate_traced/meshgate=(\S+)$`)
+var summaryRE = regexp.MustCompile(`^bench: meshgate/direct=(\S+) meshgate/gobaseline=(\S+) meshgate/nginx=(\S+) meshgate/haproxy=(\S+) meshgate/caddy=(\S+) p99_added_ms=(\S+) meshgate_traced/meshgate=(\S+) meshgate_policies/meshgate=(\S+)$`)
 
 // TestSmoke runs the whole harness briefly against direct and gobaseline.
 func TestSmoke(t *testing.T) {
@@ -245,8 +272,10 @@ func TestSmoke(t *testing.T) {
 
 // TestSmokeMeshgatePath runs the harness with the test binary as a fake
 // meshgate, so the config, the admin readiness wait, the warm-up, the OTLP
-// sink meshgate_traced is pointed at and the ratios are exercised while the
-// real binary may not build (the fake ignores the tracing environment).
+// sink meshgate_traced is pointed at, meshgate_policies' policy files,
+// enforcement check and token, and the ratios are exercised while the real
+// binary may not build (the fake ignores the tracing environment and
+// enforces the bench policy in Go rather than reading the policy file).
 func TestSmokeMeshgatePath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes and drives load for a few seconds")
@@ -261,8 +290,9 @@ func TestSmokeMeshgatePath(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	args := []string{"-meshgate", self, "-only", "direct,meshgate,meshgate_traced", "-duration", "1s", "-warmup", "1s", "-rounds", "1",
-		"-out", filepath.Join(t.TempDir(), "latest.json")}
+	out := filepath.Join(t.TempDir(), "latest.json")
+	args := []string{"-meshgate", self, "-only", "direct,meshgate,meshgate_traced,meshgate_policies", "-duration", "1s", "-warmup", "1s", "-rounds", "1",
+		"-out", out}
 	if err := run(ctx, args, &stdout, &stderr); err != nil {
 		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
 	}
@@ -280,7 +310,25 @@ func TestSmokeMeshgatePath(t *testing.T) {
 	if ratio, err := strconv.ParseFloat(m[7], 64); err != nil || ratio <= 0 {
 		t.Errorf("meshgate_traced/meshgate = %q, want a positive ratio", m[7])
 	}
+	if ratio, err := strconv.ParseFloat(m[8], 64); err != nil || ratio <= 0 {
+		t.Errorf("meshgate_policies/meshgate = %q, want a positive ratio", m[8])
+	}
 	if m[2] != "n/a" || m[3] != "n/a" {
 		t.Errorf("unmeasured peers: %q %q, want n/a", m[2], m[3])
+	}
+	// wrk sent the token with every request: the policy gate answered no
+	// 401s (any would count as errors).
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range rep.Targets {
+		if tr.RPS <= 0 || tr.Errors != 0 {
+			t.Errorf("%s: %.0f req/s, %d errors; want throughput and no errors", tr.Name, tr.RPS, tr.Errors)
+		}
 	}
 }

@@ -121,7 +121,7 @@ func TestPeerConfigsValidate(t *testing.T) {
 
 func TestMeshgateConfig(t *testing.T) {
 	t.Parallel()
-	got := meshgateConfig("127.0.0.1:18000", "127.0.0.1:18009", testBackends)
+	got := meshgateConfig("127.0.0.1:18000", "127.0.0.1:18009", testBackends, "")
 
 	// Strict decoding into meshgate's own types catches any key the
 	// config package does not know.
@@ -148,6 +148,29 @@ func TestMeshgateConfig(t *testing.T) {
 	}
 	if len(c.Routes) != 1 || c.Routes[0].Service != "bench" || c.Routes[0].Match.PathPrefix != "/" {
 		t.Errorf("routes = %+v", c.Routes)
+	}
+	if c.Policies != nil {
+		t.Errorf("policies = %+v, want none without a policies dir", c.Policies)
+	}
+}
+
+func TestMeshgateConfigWithPolicies(t *testing.T) {
+	t.Parallel()
+	without := meshgateConfig("127.0.0.1:18000", "127.0.0.1:18009", testBackends, "")
+	got := meshgateConfig("127.0.0.1:18000", "127.0.0.1:18009", testBackends, "/tmp/x/meshgate_policies/policies")
+	var c config.Config
+	dec := yaml.NewDecoder(strings.NewReader(got))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatalf("decoding generated config: %v\n%s", err, got)
+	}
+	if c.Policies == nil || c.Policies.Dir != "/tmp/x/meshgate_policies/policies" {
+		t.Errorf("policies = %+v, want dir /tmp/x/meshgate_policies/policies", c.Policies)
+	}
+	// The rest is meshgate's config, unchanged: the ratio compares the
+	// policy chain and nothing else.
+	if !strings.HasPrefix(got, without) {
+		t.Errorf("config with policies does not extend the plain one:\n%s\nvs\n%s", got, without)
 	}
 }
 

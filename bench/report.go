@@ -62,8 +62,9 @@ type report struct {
 	Skipped    []string       `json:"skipped,omitempty"`
 	Targets    []targetResult `json:"targets"`
 	// Ratios maps "meshgate/PEER" to meshgate's median requests/s over the
-	// peer's, and "meshgate_traced/meshgate" to meshgate_traced's over
-	// meshgate's; null when either was not measured.
+	// peer's, and "meshgate_traced/meshgate" and
+	// "meshgate_policies/meshgate" to those targets' over meshgate's; null
+	// when either was not measured.
 	Ratios map[string]*float64 `json:"ratios"`
 	// P99AddedMs is meshgate's median p99 minus direct's; null when either
 	// was not measured.
@@ -116,8 +117,13 @@ func summarize(name string, runs []runResult) targetResult {
 var ratioPeers = []string{targetDirect, targetGoBaseline, targetNginx, targetHAProxy, targetCaddy}
 
 // tracedRatioKey is the summary field and Ratios key comparing
-// meshgate_traced with meshgate; it comes last in the summary line.
+// meshgate_traced with meshgate; it follows p99_added_ms.
 const tracedRatioKey = targetMeshgateTraced + "/" + targetMeshgate
+
+// policiesRatioKey is the summary field and Ratios key comparing
+// meshgate_policies with meshgate: what the JWT + CEL + local rate limit
+// chain keeps of the throughput (issue 6). It comes last.
+const policiesRatioKey = targetMeshgatePolicies + "/" + targetMeshgate
 
 // finish computes the ratios, p99_added_ms and the summary line.
 func (r *report) finish() {
@@ -130,7 +136,7 @@ func (r *report) finish() {
 
 // summarizeComparison builds the final line from the per-target medians:
 //
-//	bench: meshgate/direct=0.55 meshgate/gobaseline=1.02 meshgate/nginx=n/a ... p99_added_ms=0.41 meshgate_traced/meshgate=0.80
+//	bench: meshgate/direct=0.55 meshgate/gobaseline=1.02 meshgate/nginx=n/a ... p99_added_ms=0.41 meshgate_traced/meshgate=0.80 meshgate_policies/meshgate=0.85
 func summarizeComparison(byName map[string]targetResult) (map[string]*float64, *float64, string) {
 	ratios := map[string]*float64{}
 	var b strings.Builder
@@ -160,8 +166,14 @@ func summarizeComparison(byName map[string]targetResult) (map[string]*float64, *
 	fmt.Fprintf(&b, " p99_added_ms=%s", val)
 	traced, haveTraced := byName[targetMeshgateTraced]
 	ratio(tracedRatioKey, traced, haveTraced, targetMeshgate)
+	withPolicies, haveWithPolicies := byName[targetMeshgatePolicies]
+	ratio(policiesRatioKey, withPolicies, haveWithPolicies, targetMeshgate)
 	return ratios, added, b.String()
 }
+
+// nameWidth is the width of target names in the table and progress lines:
+// the longest name's (TestNameWidth checks every name fits).
+const nameWidth = len(targetMeshgatePolicies)
 
 // writeTable prints one line per target.
 func writeTable(w io.Writer, r *report) {
@@ -173,7 +185,7 @@ func writeTable(w io.Writer, r *report) {
 		r.Rounds, r.Duration, r.Warmup, r.Conns, pin)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	// Names are padded by hand: tabwriter aligns every column right.
-	name := func(s string) string { return fmt.Sprintf("%-15s", s) }
+	name := func(s string) string { return fmt.Sprintf("%-*s", nameWidth, s) }
 	fmt.Fprintf(tw, "%s\treq/s\tp50 ms\tp99 ms\tcpu s/100k\tbackends cpu s/100k\tpeak RSS MiB\terrors\t\n", name("target"))
 	for _, t := range r.Targets {
 		backends := strconv.FormatFloat(t.BackendCPUPer100k, 'f', 3, 64)

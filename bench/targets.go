@@ -20,20 +20,21 @@ import (
 // Target names, in the order they run within a round and appear in the
 // report.
 const (
-	targetDirect         = "direct"
-	targetMeshgate       = "meshgate"
-	targetMeshgateTraced = "meshgate_traced" // tracing on, every request sampled
-	targetGoBaseline     = "gobaseline"
-	targetNginx          = "nginx"
-	targetHAProxy        = "haproxy"
-	targetCaddy          = "caddy"
+	targetDirect           = "direct"
+	targetMeshgate         = "meshgate"
+	targetMeshgateTraced   = "meshgate_traced"   // tracing on, every request sampled
+	targetMeshgatePolicies = "meshgate_policies" // JWT + CEL + local rate limit on every request
+	targetGoBaseline       = "gobaseline"
+	targetNginx            = "nginx"
+	targetHAProxy          = "haproxy"
+	targetCaddy            = "caddy"
 )
 
 // allTargets is every target in run order.
-var allTargets = []string{targetDirect, targetMeshgate, targetMeshgateTraced, targetGoBaseline, targetNginx, targetHAProxy, targetCaddy}
+var allTargets = []string{targetDirect, targetMeshgate, targetMeshgateTraced, targetMeshgatePolicies, targetGoBaseline, targetNginx, targetHAProxy, targetCaddy}
 
 // meshgateTargets are the targets that run the -meshgate binary.
-var meshgateTargets = []string{targetMeshgate, targetMeshgateTraced}
+var meshgateTargets = []string{targetMeshgate, targetMeshgateTraced, targetMeshgatePolicies}
 
 // peerTargets are the targets whose binaries `make bench-peers` installs;
 // they are skipped (reported as n/a) when not installed.
@@ -172,10 +173,11 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// waitReady waits until addr accepts TCP connections and GET url answers
-// 200, or fails naming the target: because the process exited (with the
-// tail of its log), because timeout passed, or because ctx ended.
-func waitReady(ctx context.Context, c *child, name, url string, timeout time.Duration) error {
+// waitReady waits until addr accepts TCP connections and GET url, with
+// header (a "Name: value" line) when not empty, answers 200, or fails
+// naming the target: because the process exited (with the tail of its
+// log), because timeout passed, or because ctx ended.
+func waitReady(ctx context.Context, c *child, name, url, header string, timeout time.Duration) error {
 	hostport := strings.TrimPrefix(url, "http://")
 	hostport, _, _ = strings.Cut(hostport, "/")
 	client := &http.Client{
@@ -189,7 +191,7 @@ func waitReady(ctx context.Context, c *child, name, url string, timeout time.Dur
 		if c != nil && c.exited() {
 			return fmt.Errorf("%s exited before it was ready (%v)%s", name, c.waitErr, c.logTail())
 		}
-		last = probe(ctx, client, hostport, url)
+		last = probe(ctx, client, hostport, url, header)
 		if last == nil {
 			return nil
 		}
@@ -208,8 +210,9 @@ func waitReady(ctx context.Context, c *child, name, url string, timeout time.Dur
 	}
 }
 
-// probe is one readiness attempt: a TCP connect, then GET url expecting 200.
-func probe(ctx context.Context, client *http.Client, hostport, url string) error {
+// probe is one readiness attempt: a TCP connect, then GET url (with
+// header, when not empty) expecting 200.
+func probe(ctx context.Context, client *http.Client, hostport, url, header string) error {
 	conn, err := (&net.Dialer{Timeout: 500 * time.Millisecond}).DialContext(ctx, "tcp", hostport)
 	if err != nil {
 		return fmt.Errorf("connecting to %s: %w", hostport, err)
@@ -218,6 +221,10 @@ func probe(ctx context.Context, client *http.Client, hostport, url string) error
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if header != "" {
+		k, v, _ := strings.Cut(header, ":")
+		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
 	resp, err := client.Do(req)
 	if err != nil {
@@ -256,6 +263,9 @@ type env struct {
 	backends []*child // the two backend processes
 	backAddr []string // their host:port
 	otlpSink string   // host:port of the OTLP/HTTP sink; "" when not started
+	// creds are the bench JWT, sent to every target, and the JWKS that
+	// meshgate_policies verifies it with.
+	creds *credentials
 }
 
 // startBackends starts the two backend processes by re-executing the
@@ -272,7 +282,7 @@ func startBackends(ctx context.Context, e *env) error {
 		if err != nil {
 			return err
 		}
-		if err := waitReady(ctx, c, name, "http://"+addr+"/", readyTimeout); err != nil {
+		if err := waitReady(ctx, c, name, "http://"+addr+"/", "", readyTimeout); err != nil {
 			return err
 		}
 		e.backends = append(e.backends, c)
@@ -297,7 +307,7 @@ func startOTLPSink(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	if err := waitReady(ctx, c, "otlp-sink", "http://"+addr+"/", readyTimeout); err != nil {
+	if err := waitReady(ctx, c, "otlp-sink", "http://"+addr+"/", "", readyTimeout); err != nil {
 		return err
 	}
 	e.otlpSink = addr
@@ -345,10 +355,17 @@ func startTarget(ctx context.Context, e *env, name string) (*instance, error) {
 
 	var c *child
 	switch name {
-	case targetMeshgate, targetMeshgateTraced:
+	case targetMeshgate, targetMeshgateTraced, targetMeshgatePolicies:
 		admin := "127.0.0.1:" + strconv.Itoa(ports[1])
+		policiesDir := ""
+		if name == targetMeshgatePolicies {
+			policiesDir = filepath.Join(dir, policiesDirName)
+			if err := writePolicies(policiesDir, e.creds); err != nil {
+				return nil, fmt.Errorf("starting %s: %w", name, err)
+			}
+		}
 		file := filepath.Join(dir, "meshgate.yaml")
-		if err := os.WriteFile(file, []byte(meshgateConfig(listen, admin, e.backAddr)), 0o644); err != nil {
+		if err := os.WriteFile(file, []byte(meshgateConfig(listen, admin, e.backAddr, policiesDir)), 0o644); err != nil {
 			return nil, fmt.Errorf("starting %s: %w", name, err)
 		}
 		env := []string{"GOMAXPROCS=1"}
@@ -362,7 +379,7 @@ func startTarget(ctx context.Context, e *env, name string) (*instance, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := waitReady(ctx, c, name+" (admin /readyz)", "http://"+admin+"/readyz", readyTimeout); err != nil {
+		if err := waitReady(ctx, c, name+" (admin /readyz)", "http://"+admin+"/readyz", "", readyTimeout); err != nil {
 			return nil, err
 		}
 	case targetGoBaseline:
@@ -391,8 +408,15 @@ func startTarget(ctx context.Context, e *env, name string) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitReady(ctx, c, name, url, readyTimeout); err != nil {
+	// Every target gets the bench token, as wrk sends it; without it
+	// meshgate_policies answers 401.
+	if err := waitReady(ctx, c, name, url, e.creds.AuthHeader(), readyTimeout); err != nil {
 		return nil, err
+	}
+	if name == targetMeshgatePolicies {
+		if err := checkEnforced(ctx, url, e.creds.Token); err != nil {
+			return nil, fmt.Errorf("%s: %w%s", name, err, c.logTail())
+		}
 	}
 
 	inst := &instance{name: name, url: url, pids: func() ([]int, error) { return []int{c.PID()}, nil }}
@@ -416,8 +440,9 @@ func startTarget(ctx context.Context, e *env, name string) (*instance, error) {
 // meshgateConfig is the meshgate configuration for the benchmark: one
 // listener, the admin listener for /readyz, and one service with the two
 // backends behind a catch-all route, balanced round robin (the default,
-// spelled out).
-func meshgateConfig(listen, admin string, backends []string) string {
+// spelled out). With policiesDir not empty, the policy files there apply
+// (meshgate_policies).
+func meshgateConfig(listen, admin string, backends []string, policiesDir string) string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("# generated by meshgate bench")
@@ -439,6 +464,10 @@ func meshgateConfig(listen, admin string, backends []string) string {
 	w("  - match:")
 	w("      path_prefix: /")
 	w("    service: bench")
+	if policiesDir != "" {
+		w("policies:")
+		w("  dir: %q", policiesDir)
+	}
 	return b.String()
 }
 

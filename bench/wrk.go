@@ -44,14 +44,20 @@ type wrkSpec struct {
 	Duration time.Duration
 	// CPUList pins wrk with taskset -c when not empty.
 	CPUList string
+	// Headers are "Name: value" lines sent with every request, in order.
+	Headers []string
 }
 
 // args is the command line: one thread (wrk is pinned to one core), the
-// given connections, whole seconds (wrk's -d takes no fractions) and the
-// latency distribution.
+// given connections, whole seconds (wrk's -d takes no fractions), the
+// latency distribution and an -H per header.
 func (s wrkSpec) args(wrk string) []string {
 	secs := max(1, int(math.Ceil(s.Duration.Seconds())))
-	argv := []string{wrk, "-t1", "-c" + strconv.Itoa(s.Conns), "-d" + strconv.Itoa(secs) + "s", "--latency", s.URL}
+	argv := []string{wrk, "-t1", "-c" + strconv.Itoa(s.Conns), "-d" + strconv.Itoa(secs) + "s", "--latency"}
+	for _, h := range s.Headers {
+		argv = append(argv, "-H", h)
+	}
+	argv = append(argv, s.URL)
 	if s.CPUList != "" {
 		argv = append([]string{"taskset", "-c", s.CPUList}, argv...)
 	}

@@ -160,6 +160,14 @@ func TestWrkSpecArgs(t *testing.T) {
 			spec: wrkSpec{URL: "http://127.0.0.1:1/", Conns: 1, Duration: time.Millisecond},
 			want: []string{"wrk", "-t1", "-c1", "-d1s", "--latency", "http://127.0.0.1:1/"},
 		},
+		"headers before the URL, in order": {
+			spec: wrkSpec{
+				URL: "http://127.0.0.1:1/", Conns: 64, Duration: 10 * time.Second, CPUList: "0",
+				Headers: []string{"Authorization: Bearer eyJ.a.b", "X-Bench: 1"},
+			},
+			want: []string{"taskset", "-c", "0", "wrk", "-t1", "-c64", "-d10s", "--latency",
+				"-H", "Authorization: Bearer eyJ.a.b", "-H", "X-Bench: 1", "http://127.0.0.1:1/"},
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
