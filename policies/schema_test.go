@@ -87,4 +87,3 @@ func TestSchemaAcceptsExamples(t *testing.T) {
 		t.Errorf("the schema accepts an unknown key")
 	}
 }
-

@@ -253,8 +253,10 @@ type HeaderOps struct {
 	Add map[string]string `yaml:"add,omitempty" json:"add,omitempty"`
 }
 
-// RequestTransform changes the request sent upstream, after the route's
-// strip_prefix and rewrite_prefix.
+// RequestTransform changes the request sent upstream. It runs after
+// routing, authorization and rate limits (which saw the request as the
+// client sent it, normalised) and before the route's strip_prefix and
+// rewrite_prefix, which then apply to the rewritten path.
 type RequestTransform struct {
 	// Headers of the request.
 	Headers *HeaderOps `yaml:"headers,omitempty" json:"headers,omitempty"`

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
-	"net/url"
 
 	"github.com/meshgate/meshgate/policies"
 )
@@ -52,14 +51,9 @@ func (t *table) normalizePath(r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if n == ep {
-		return nil
+	if n != ep {
+		policies.SetNormalizedPath(r.URL, n)
 	}
-	p, err := url.PathUnescape(n)
-	if err != nil {
-		return err
-	}
-	r.URL.Path, r.URL.RawPath = p, n
 	return nil
 }
 
@@ -81,10 +75,16 @@ func (g *Gateway) serveChain(ctx context.Context, w http.ResponseWriter, r *http
 	call := &chainCall{info: info}
 	sw := &statusWriter{ResponseWriter: w}
 	defer func() {
-		if call.reached {
+		// What the client got: a step may have answered (401, 429), or
+		// replaced the upstream's answer (a response transform's 502);
+		// nothing was written to a client that went away (499).
+		switch {
+		case call.reached && (sw.code == 0 || call.status == StatusClientClosedRequest):
 			*status = call.status
-		} else {
+		case sw.code != 0:
 			*status = sw.code
+		default:
+			*status = http.StatusOK // net/http's implicit answer
 		}
 	}()
 	rte.chain.ServeHTTP(sw, r.WithContext(context.WithValue(ctx, callKey{}, call)))

@@ -25,6 +25,10 @@
 // Errors are JSON: {"error": "...", "status": N, "instance": "..."}.
 //
 // The process stops gracefully on SIGINT or SIGTERM.
+//
+// `meshgate-demo token [-sub alice] [-role customer]` instead prints a JWT
+// signed with the demo's (public, demo-only) key, for the example policies
+// in deployments/policies.
 package main
 
 import (
@@ -173,6 +177,9 @@ func main() {
 // stderr, and returns the exit status: 0 after a signalled shutdown, 2 for
 // a bad command line, 1 for any other failure.
 func cli(args []string, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "token" {
+		return mintToken(args[1:], os.Stdout, stderr)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
