@@ -215,9 +215,6 @@ func (h *authnHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.identity = id
 	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
 		span.SetAttributes(
-			attribute.String("meshgate.policy.name", a.policy),
-			attribute.String("meshgate.policy.step", StepAuthn),
-			attribute.String("meshgate.policy.decision", decision),
 			attribute.String("meshgate.authn.method", id.Method),
 			attribute.String("meshgate.authn.principal", id.Principal),
 		)
@@ -269,9 +266,6 @@ func (a *authn) fail(w http.ResponseWriter, r *http.Request, st *requestState, d
 	}
 	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
 		span.SetAttributes(
-			attribute.String("meshgate.policy.name", a.policy),
-			attribute.String("meshgate.policy.step", StepAuthn),
-			attribute.String("meshgate.policy.decision", decision),
 			attribute.String("meshgate.authn.error", msg),
 		)
 	}

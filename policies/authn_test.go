@@ -750,7 +750,7 @@ func TestAuthnObserved(t *testing.T) {
 		{"meshgate.policy.name": "keys", "meshgate.policy.decision": "anonymous", "meshgate.authn.method": "", "meshgate.authn.principal": ""},
 	} {
 		got := map[string]string{}
-		for _, kv := range spans[i].Attributes() {
+		for _, kv := range spanFacts(spans[i]) {
 			got[string(kv.Key)] = kv.Value.Emit()
 			if strings.Contains(kv.Value.Emit(), authnKeyCI) {
 				t.Errorf("span %d carries the key in %s", i, kv.Key)

@@ -215,9 +215,6 @@ func (ap *authzPolicy) middleware(next http.Handler) http.Handler {
 		}
 		if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
 			span.SetAttributes(
-				attribute.String("meshgate.policy.name", ap.policy),
-				attribute.String("meshgate.policy.step", StepAuthz),
-				attribute.String("meshgate.policy.decision", decision),
 				attribute.String("meshgate.authz.rule", rule),
 				attribute.String("meshgate.authz.decision", decision),
 			)

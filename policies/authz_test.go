@@ -512,7 +512,7 @@ func TestAuthzSpanAndLog(t *testing.T) {
 		{"meshgate.policy.name": "pol", "meshgate.policy.step": "authz", "meshgate.authz.rule": "rest", "meshgate.authz.decision": "allow", "meshgate.policy.decision": "allow"},
 	} {
 		attrs := map[string]string{}
-		for _, kv := range spans[i].Attributes() {
+		for _, kv := range spanFacts(spans[i]) {
 			attrs[string(kv.Key)] = kv.Value.Emit()
 		}
 		for k, v := range want {

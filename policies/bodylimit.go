@@ -41,7 +41,6 @@ func (b *bodyLimit) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength > b.limit {
 		st := stateOf(r)
 		st.observe(r, b.policy, StepBodyLimit, "too_large")
-		guardSpan(r, b.policy, StepBodyLimit, "too_large")
 		reject(w, r, http.StatusRequestEntityTooLarge, "request body too large")
 		return
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/meshgate/meshgate/config"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Set is a compiled, immutable set of policies: what one load of the
@@ -267,10 +269,20 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// observe reports a decision to the observer, if any.
+// observe records a step's decision: counted by the observer, and an
+// event on the request's span naming the policy, the step and the
+// decision, so that every step of every policy leaves its own mark (the
+// steps' own attributes, such as meshgate.authz.rule, go on the span).
 func (st *requestState) observe(r *http.Request, policy, step, decision string) {
 	if st.env != nil && st.env.Observer != nil {
 		st.env.Observer.Decision(r.Context(), policy, step, decision)
+	}
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.AddEvent("meshgate.policy.decision", trace.WithAttributes(
+			attribute.String("meshgate.policy.name", policy),
+			attribute.String("meshgate.policy.step", step),
+			attribute.String("meshgate.policy.decision", decision),
+		))
 	}
 }
 

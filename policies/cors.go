@@ -167,7 +167,6 @@ func (h *corsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			decision = "preflight_denied"
 		}
 		st.observe(r, h.p.policy, StepCORS, decision)
-		guardSpan(r, h.p.policy, StepCORS, decision)
 		return
 	}
 	h.p.c.HandlerFunc(w, r)

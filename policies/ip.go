@@ -4,9 +4,6 @@ import (
 	"net/http"
 	"net/netip"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/meshgate/meshgate/config"
 )
 
@@ -103,19 +100,5 @@ func (g *ipGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.observe(r, g.list.policy, StepIP, "deny")
-	guardSpan(r, g.list.policy, StepIP, "deny")
 	reject(w, r, http.StatusForbidden, "client address not allowed")
-}
-
-// guardSpan records a guard's decision on the request's span.
-func guardSpan(r *http.Request, policy, step, decision string) {
-	span := trace.SpanFromContext(r.Context())
-	if !span.IsRecording() {
-		return
-	}
-	span.SetAttributes(
-		attribute.String("meshgate.policy.name", policy),
-		attribute.String("meshgate.policy.step", step),
-		attribute.String("meshgate.policy.decision", decision),
-	)
 }

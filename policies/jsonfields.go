@@ -447,7 +447,6 @@ func (w *jsonWriter) Unwrap() http.ResponseWriter { return w.rw }
 func (w *jsonWriter) tooLarge() {
 	w.buf = nil
 	stateOf(w.r).observe(w.r, w.t.policy, StepTransform, "json_too_large")
-	guardSpan(w.r, w.t.policy, StepTransform, "json_too_large")
 	w.answer(http.StatusBadGateway, "response too large to transform")
 	_ = http.NewResponseController(w.rw).Flush()
 }
@@ -480,7 +479,6 @@ func (w *jsonWriter) finish() {
 		out, err := w.t.json.apply(body)
 		if err != nil {
 			stateOf(w.r).observe(w.r, w.t.policy, StepTransform, "json_invalid")
-			guardSpan(w.r, w.t.policy, StepTransform, "json_invalid")
 			w.answer(http.StatusBadGateway, err.Error())
 			return
 		}

@@ -483,8 +483,6 @@ func (h *rateLimitHandler) report(r *http.Request, l *rlLimit, decision string) 
 		return
 	}
 	attrs := []attribute.KeyValue{
-		attribute.String("meshgate.policy.name", h.rl.policy),
-		attribute.String("meshgate.policy.step", StepRateLimit),
 		attribute.String("meshgate.ratelimit.decision", decision),
 	}
 	if l != nil {

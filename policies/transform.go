@@ -101,7 +101,6 @@ func (h *transformHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if t.path != nil {
 		if !t.path.apply(r) {
 			st.observe(r, t.policy, StepTransform, "invalid_path")
-			guardSpan(r, t.policy, StepTransform, "invalid_path")
 			reject(w, r, http.StatusInternalServerError, "policy transform produced an invalid path")
 			return
 		}
