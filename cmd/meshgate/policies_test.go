@@ -521,3 +521,27 @@ policies:
 		t.Errorf("fail-closed limit without Redis: %d %q, want 503 with the JSON error", status, body)
 	}
 }
+
+// TestREADMEPolicyExample keeps the README's policy example valid.
+func TestREADMEPolicyExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(readme)
+	i := strings.Index(s, "One file with every kind:")
+	if i < 0 {
+		t.Fatal(`the README lost its "One file with every kind:" example`)
+	}
+	start := strings.Index(s[i:], "```yaml\n")
+	end := strings.Index(s[i+start+8:], "```")
+	if start < 0 || end < 0 {
+		t.Fatal("no yaml block after the marker")
+	}
+	file := filepath.Join(t.TempDir(), "example.yaml")
+	writeFile(t, file, s[i+start+8:i+start+8+end])
+	out, err := exec.Command(binary, "validate", "--policies", file).CombinedOutput()
+	if err != nil {
+		t.Errorf("the README's policy example is invalid: %v\n%s", err, out)
+	}
+}
