@@ -84,6 +84,29 @@ func (u *guardUpstream) count() int {
 	return len(u.seen)
 }
 
+// seenCase waits for the request the test marked with X-Case: c. A
+// request of an earlier case may be recorded after a later one (its body
+// was still being read when the client had its answer), so the last
+// record is not necessarily this case's.
+func (u *guardUpstream) seenCase(t *testing.T, c string) guardSeen {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		u.mu.Lock()
+		for _, s := range u.seen {
+			if s.Header.Get("X-Case") == c {
+				u.mu.Unlock()
+				return s
+			}
+		}
+		u.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("the upstream did not receive case %q", c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func (u *guardUpstream) last(t *testing.T) guardSeen {
 	t.Helper()
 	u.mu.Lock()
@@ -602,7 +625,7 @@ policies:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := up.count()
-			req := guardRequest(t, "POST", front.URL+"/upload", tt.body, nil)
+			req := guardRequest(t, "POST", front.URL+"/upload", tt.body, map[string]string{"X-Case": tt.name})
 			req.ContentLength = tt.length
 			res, body := guardDo(t, req)
 			if res.StatusCode != tt.status {
@@ -617,7 +640,7 @@ policies:
 				t.Fatal("a body refused by its Content-Length reached the upstream")
 			}
 			if tt.reached {
-				seen := up.last(t)
+				seen := up.seenCase(t, tt.name)
 				if seen.BodyErr != nil || int64(len(seen.Body)) != max(tt.length, 0) && tt.length >= 0 {
 					t.Fatalf("upstream got %d bytes, error %v", len(seen.Body), seen.BodyErr)
 				}
