@@ -96,6 +96,10 @@ func (c *compiler) authnStep(path, policy string, spec *Authn) middleware {
 		}
 	}
 	a.challenges()
+	// The chain's entry clears these on every request of the route, also
+	// those this policy's selector lets past the step: a header the
+	// upstream trusts as meshgate's must never come from the client.
+	c.ownHeaders(a.clean...)
 	return func(next http.Handler) http.Handler {
 		return &authnHandler{a: a, next: next}
 	}

@@ -195,14 +195,20 @@ func (ap *authzPolicy) middleware(next http.Handler) http.Handler {
 			ru := &ap.rules[i]
 			m, err := ru.match(r, st)
 			if err != nil {
-				// A when that cannot be evaluated does not match; it is
-				// counted so that a rule broken by its input shows up.
+				// A when that cannot be evaluated fails closed: an allow
+				// rule does not match, a deny rule does (otherwise a deny
+				// on a claim the token lacks would fall through to a later
+				// allow). It is counted so that a rule broken by its input
+				// shows up.
 				st.observe(r, ap.policy, StepAuthz, "error")
 				if lg := authzLogger(st); lg != nil {
-					lg.DebugContext(r.Context(), "authz rule condition failed; rule does not match",
-						"policy", ap.policy, "rule", ru.name, "error", err.Error())
+					lg.DebugContext(r.Context(), "authz rule condition failed",
+						"policy", ap.policy, "rule", ru.name, "deny_rule_matches", !ru.allow, "error", err.Error())
 				}
-				continue
+				if ru.allow {
+					continue
+				}
+				m = true
 			}
 			if m {
 				allow, rule = ru.allow, ru.name

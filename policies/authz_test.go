@@ -359,10 +359,10 @@ func TestAuthzRules(t *testing.T) {
 			rule:  "default",
 		},
 		{
-			name:          "CEL missing claim is an evaluation error: no match",
-			authz:         "      default: allow\n      rules:\n        - name: non-admins\n          action: deny\n          when: claims.role != \"admin\"\n",
+			name:          "CEL missing claim in a deny rule: fails closed, the rule matches",
+			authz:         "      default: allow\n      rules:\n        - name: non-admins\n          action: deny\n          when: claims.role != \"admin\"\n        - name: rest\n",
 			req:           authzRequest{path: "/", claims: `{"sub":"bob"}`},
-			allow:         true,
+			rule:          "non-admins",
 			errorDecision: true,
 		},
 		{

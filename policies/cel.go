@@ -39,10 +39,11 @@ import (
 //
 // Evaluation errors: an expression that fails at run time (a missing map
 // key such as claims.role when the token has no "role" claim, a
-// headers["x-team"] the request lacks, a cost above the limit) does not
-// match; the failure is counted as the decision "error" and logged at
-// debug level. Write has(claims.role) && claims.role == "admin", or
-// "x-team" in request.headers, to test for presence.
+// headers["x-team"] the request lacks, a cost above the limit) fails
+// closed: an allow rule does not match, a deny rule does. The failure is
+// counted as the decision "error" and logged at debug level. Write
+// has(claims.role) && claims.role == "admin", or "x-team" in
+// request.headers, to test for presence.
 
 // celCostLimit bounds the work of one evaluation (roughly the number of
 // operations), so that a comprehension over a large header map cannot

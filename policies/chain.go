@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -110,14 +111,19 @@ func reject(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	httperr.Write(w, r.Context(), status, msg)
 }
 
-// entry is the first handler of a chain: it creates the request state.
+// entry is the first handler of a chain: it clears the headers the
+// route's policies set upstream and creates the request state.
 type entry struct {
 	route RouteInfo
 	env   *Env
+	owned []string
 	next  http.Handler
 }
 
 func (e *entry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for _, h := range e.owned {
+		delete(r.Header, h)
+	}
 	st := &requestState{route: e.route, env: e.env, clientIP: e.env.ClientIP(r)}
 	e.next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
 }
@@ -171,5 +177,13 @@ func (s *Set) Chain(route RouteInfo, next http.Handler) http.Handler {
 			}
 		}
 	}
-	return &entry{route: route, env: s.env, next: h}
+	var owned []string
+	for _, p := range applicable {
+		for _, o := range p.owned {
+			if !slices.Contains(owned, o) {
+				owned = append(owned, o)
+			}
+		}
+	}
+	return &entry{route: route, env: s.env, owned: owned, next: h}
 }

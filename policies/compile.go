@@ -35,6 +35,8 @@ type compiledPolicy struct {
 	refs []ref
 	// spec is the policy as written plus defaults, for /admin/policies.
 	spec *Policy
+	// owned are the request headers the policy sets upstream.
+	owned []string
 }
 
 // ref is a route or service name a selector gives.
@@ -66,6 +68,20 @@ type compiler struct {
 	// haveRedis says whether global rate limits have a store (the
 	// config's policies.redis).
 	haveRedis bool
+	// cur is the policy being compiled.
+	cur *compiledPolicy
+}
+
+// ownHeaders records request headers the policy sets upstream (forwarded
+// claims, the API key's name): the chain removes whatever the client sent
+// under these names from every request of a route the policy applies to.
+func (c *compiler) ownHeaders(names ...string) {
+	for _, n := range names {
+		n = http.CanonicalHeaderKey(n)
+		if !slices.Contains(c.cur.owned, n) {
+			c.cur.owned = append(c.cur.owned, n)
+		}
+	}
 }
 
 // errorf records a problem with the field at path of the current file.
@@ -119,6 +135,7 @@ func (c *compiler) compileFile(f *File, seen map[string]string) []*compiledPolic
 // compilePolicy compiles one policy; problems go to the document.
 func (c *compiler) compilePolicy(path string, pol *Policy) *compiledPolicy {
 	p := &compiledPolicy{name: pol.Name, file: c.file, line: c.line(path), spec: pol}
+	c.cur = p
 	switch {
 	case pol.Name == "":
 		c.errorf(config.Field(path, "name"), "required")

@@ -22,11 +22,11 @@ const defaultJSONMaxBody = 1 << 20
 //
 // Bodies are transformed when the response's Content-Type is
 // application/json or */*+json, with no Content-Encoding (or identity),
-// the request is not HEAD and the status has a body. A compressed JSON
-// body passes through untouched, counted as the decision
-// "json_skipped_encoded": meshgate does not decompress, so upstreams whose
-// fields must be filtered must not compress for it (meshgate strips nothing
-// from Accept-Encoding itself). The rewritten body is the same JSON value
+// the request is not HEAD and the status has a body. meshgate does not
+// decompress: it removes Accept-Encoding from the requests of a route with
+// a JSON transform, and a compressed JSON body that comes anyway is
+// answered with 502 (decision "json_encoded") rather than passed on with
+// the fields the policy denies. The rewritten body is the same JSON value
 // re-encoded: object keys in sorted order, numbers as they were, no HTML
 // escaping; Content-Length is recomputed and validators that describe the
 // upstream's bytes (ETag, Content-MD5, Digest, ...) and Accept-Ranges are
@@ -376,7 +376,10 @@ func (w *jsonWriter) WriteHeader(code int) {
 				}
 			}
 		case !jsonIdentity(h):
-			stateOf(w.r).observe(w.r, w.t.policy, StepTransform, "json_skipped_encoded")
+			// Passing it on would pass on the fields the policy denies.
+			stateOf(w.r).observe(w.r, w.t.policy, StepTransform, "json_encoded")
+			w.answer(http.StatusBadGateway, "upstream sent an encoded JSON body that cannot be transformed")
+			return
 		default:
 			w.state, w.status = jsonBuffering, code
 			if cl, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && cl > w.t.json.max {

@@ -108,6 +108,7 @@ const (
 	tokIssuedInFuture
 	tokIssuer
 	tokAudience
+	tokNoExpiry
 	tokClaims
 	numTokenErrors
 )
@@ -124,6 +125,7 @@ var tokenErrorText = [numTokenErrors]string{
 	tokIssuedInFuture: "token issued in the future",
 	tokIssuer:         "wrong issuer",
 	tokAudience:       "wrong audience",
+	tokNoExpiry:       "token has no expiry",
 	tokClaims:         "invalid claims",
 }
 
@@ -427,6 +429,8 @@ func claimsError(err error) tokenError {
 		return tokIssuer
 	case errors.Is(err, jwt.InvalidAudienceError()):
 		return tokAudience
+	case errors.Is(err, jwt.MissingRequiredClaimError()):
+		return tokNoExpiry // exp is the only claim required
 	case errors.Is(err, jwt.ValidateError()):
 		return tokClaims
 	default:
@@ -720,6 +724,10 @@ func (c *compiler) compileJWT(path string, spec *JWT) *jwtVerifier {
 	if len(spec.Audiences) > 0 {
 		opts = append(opts, jwt.WithValidator(audienceValidator(slices.Clone(spec.Audiences))))
 	}
+	if !spec.AllowMissingExp {
+		// A token without exp would be good for ever (RFC 8725 §3.10).
+		opts = append(opts, jwt.WithRequiredClaim("exp"))
+	}
 	header := textproto.CanonicalMIMEHeaderKey(spec.Header)
 	return &jwtVerifier{
 		src:       src,
@@ -879,10 +887,7 @@ var (
 // loop. A failed first fetch is logged and retried in the background;
 // until one succeeds tokens are refused with 401.
 func startJWKSCache(rawURL string, client *http.Client, logger *slog.Logger, refresh, minRefresh time.Duration) *jwksCache {
-	logURL := rawURL
-	if u, err := url.Parse(rawURL); err == nil {
-		logURL = u.Redacted()
-	}
+	logURL := redactURL(rawURL)
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &jwksCache{
 		url:        rawURL,
@@ -1042,6 +1047,11 @@ func (c *jwksCache) get(ctx context.Context) (*keySet, error) {
 	ks, skipped := newKeySet(set)
 	if len(skipped) > 0 {
 		c.logger.Warn("JWKS keys skipped", "url", c.logURL, "skipped", strings.Join(skipped, "; "))
+	}
+	if len(ks.all) == 0 {
+		// An empty or unusable set is an error, not a rotation: the keys
+		// in use stay rather than every token being refused.
+		return nil, errors.New("the key set has no usable signing key")
 	}
 	return ks, nil
 }

@@ -212,6 +212,7 @@ func TestAuthnJWT(t *testing.T) {
 		{name: "expired within skew", header: bearer(k.sign(t, k.rsaA, authnClaims(map[string]any{"exp": at(-20 * time.Second)})))},
 		{name: "not yet valid", header: bearer(k.sign(t, k.rsaA, authnClaims(map[string]any{"nbf": at(time.Minute)}))), msg: "token not yet valid"},
 		{name: "nbf within skew", header: bearer(k.sign(t, k.rsaA, authnClaims(map[string]any{"nbf": at(20 * time.Second)})))},
+		{name: "no exp", header: bearer(k.sign(t, k.rsaA, authnClaims(map[string]any{"exp": nil}))), msg: "token has no expiry"},
 		{name: "issued in the future", header: bearer(k.sign(t, k.rsaA, authnClaims(map[string]any{"iat": at(time.Hour)}))), msg: "token issued in the future"},
 		{name: "alg none", header: bearer(authnUnsigned(t, `{"alg":"none","typ":"JWT"}`, authnClaims(nil))), msg: "algorithm not allowed"},
 		{name: "alg None", header: bearer(authnUnsigned(t, `{"alg":"None","kid":"a"}`, authnClaims(nil))), msg: "malformed token"},
@@ -713,5 +714,30 @@ func TestAuthnJWTVerifiedCache(t *testing.T) {
 			t.Fatal("the cached token was still accepted 5s after its key left the set")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAuthnJWKSEmptyRefreshKeepsKeys: a refresh that returns no usable key
+// (an empty set, or only keys meshgate refuses) keeps the keys in use.
+func TestAuthnJWKSEmptyRefreshKeepsKeys(t *testing.T) {
+	t.Parallel()
+	k := authnTestKeys(t)
+	srv := newAuthnJWKSServer(t, k.jwks(t, k.rsaA), 0)
+	h := authnChain(t, authnJWKSYAML(srv.URL, "1s", "1s"), nil, nil, nil)
+	tokA := k.sign(t, k.rsaA, authnClaims(nil))
+	if code, msg := authnStatus(h, "/a", tokA); code != 200 {
+		t.Fatalf("A: %d %s", code, msg)
+	}
+	srv.set(`{"keys":[]}`)
+	before := srv.hits.Load()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.hits.Load() < before+2 { // two refreshes served the empty set
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh within 5s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, msg := authnStatus(h, "/a", tokA); code != 200 {
+		t.Errorf("A after an empty refresh: %d %s, want 200", code, msg)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,6 @@ type Manager struct {
 	cur     atomic.Pointer[Set]
 	curKeys map[string]bool
 	status  Status
-	subs    []func(*Set)
 }
 
 // Status is the state of the policy files, for /admin/policies.
@@ -61,25 +61,21 @@ func NewManager(env Env) *Manager {
 // (a nil *Set links no steps).
 func (m *Manager) Current() *Set { return m.cur.Load() }
 
-// Subscribe calls f with every set that goes into force, after the swap.
-// The gateway relinks its route chains from it.
-func (m *Manager) Subscribe(f func(*Set)) {
-	m.mu.Lock()
-	m.subs = append(m.subs, f)
-	m.mu.Unlock()
-}
-
-// Load compiles sources and, when they are valid and check (if not nil)
-// accepts the result, puts the new set in force. Otherwise the set in
-// force stays, and the problem is returned, logged by the caller, counted
-// and shown in Status.
-func (m *Manager) Load(sources []Source, haveRedis bool, check func(*Set) error) error {
+// Load compiles sources and hands the new set to install, which puts it
+// in force where requests see it (the gateway links its routes' chains
+// from it, together with the config the set was checked against) or
+// refuses it with an error. When compiling or install fails, the set in
+// force stays; the problem is returned, to be logged by the caller, and is
+// counted and shown in Status. Only once the new set is in force are the
+// resources the old one alone used (JWKS refreshes, rate-limit buckets)
+// closed.
+func (m *Manager) Load(sources []Source, haveRedis bool, install func(*Set) error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.res.begin()
 	set, err := compileSources(sources, &m.env, m.res, false, haveRedis)
-	if err == nil && check != nil {
-		err = check(set)
+	if err == nil && install != nil {
+		err = install(set)
 	}
 	if err != nil {
 		m.status.Failures++
@@ -91,18 +87,18 @@ func (m *Manager) Load(sources []Source, haveRedis bool, check func(*Set) error)
 		m.observeReload(false)
 		return err
 	}
+	m.cur.Store(set)
 	m.curKeys = m.res.usedKeys()
 	if cerr := m.res.commit(); cerr != nil {
 		m.env.Logger.Warn("closing policy resources", "error", cerr)
 	}
-	m.cur.Store(set)
 	m.status.Reloads++
 	m.status.LastError, m.status.LastErrorAt = "", time.Time{}
 	m.status.LoadedAt = time.Now()
 	m.status.Files = set.files
 	m.status.Policies = m.status.Policies[:0:0]
 	for _, p := range set.policies {
-		ps := PolicyStatus{Name: p.name, File: p.file, Line: p.line, Spec: p.spec}
+		ps := PolicyStatus{Name: p.name, File: p.file, Line: p.line, Spec: redactedSpec(p.spec)}
 		for k, mw := range p.steps {
 			if mw != nil {
 				ps.Steps = append(ps.Steps, stepOrder[k])
@@ -111,10 +107,46 @@ func (m *Manager) Load(sources []Source, haveRedis bool, check func(*Set) error)
 		m.status.Policies = append(m.status.Policies, ps)
 	}
 	m.observeReload(true)
-	for _, f := range m.subs {
-		f(set)
-	}
 	return nil
+}
+
+// redactedSpec returns a copy of a policy for /admin/policies without
+// what must not leave the process: credentials in a JWKS URL and the
+// hashes of API keys (unsalted, so a short key could be found from it).
+func redactedSpec(p *Policy) *Policy {
+	out := *p
+	if p.Authn != nil {
+		a := *p.Authn
+		if a.JWT != nil {
+			j := *a.JWT
+			j.JWKSURL = redactURL(j.JWKSURL)
+			a.JWT = &j
+		}
+		if a.APIKeys != nil {
+			k := *a.APIKeys
+			k.Keys = make([]APIKey, len(a.APIKeys.Keys))
+			for i, key := range a.APIKeys.Keys {
+				k.Keys[i] = APIKey{Name: key.Name, SHA256: "(redacted)"}
+			}
+			a.APIKeys = &k
+		}
+		out.Authn = &a
+	}
+	return &out
+}
+
+// redactURL drops the user information and query of a URL, which may
+// carry credentials.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.User == nil && u.RawQuery == "") {
+		return s
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "redacted"
+	}
+	return u.String()
 }
 
 func (m *Manager) observeReload(ok bool) {

@@ -29,6 +29,10 @@ var (
 	ErrPathEscapedSlash = errors.New("encoded slash in path is not allowed")
 	// ErrPathControl is a NUL or other control character, raw or encoded.
 	ErrPathControl = errors.New("control character in path")
+	// ErrPathDotParam is a dot segment with a path parameter ("..;x"):
+	// servlet containers read it as "..", meshgate cannot route on both
+	// readings, so it refuses it.
+	ErrPathDotParam = errors.New("path parameter on a dot segment is not allowed")
 )
 
 // NormalizePath returns the normal form of a request path, so that
@@ -97,6 +101,9 @@ func NormalizePath(path, escapedSlashes string, mergeSlashes bool) (string, erro
 			buf = append(buf, c)
 		}
 	}
+	if normHasDotParam(buf) {
+		return "", ErrPathDotParam
+	}
 	// Pass 2: dot segments and repeated slashes, in place: the output
 	// never runs ahead of the input.
 	out := normRemoveDots(buf, mergeSlashes)
@@ -153,12 +160,29 @@ func normIsNormal(path string, mergeSlashes bool) bool {
 			if mergeSlashes && len(rest) > 0 && rest[0] == '/' {
 				return false
 			}
-			if rest == "." || rest == ".." || strings.HasPrefix(rest, "./") || strings.HasPrefix(rest, "../") {
+			if rest == "." || rest == ".." || strings.HasPrefix(rest, "./") || strings.HasPrefix(rest, "../") ||
+				strings.HasPrefix(rest, ".;") || strings.HasPrefix(rest, "..;") {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// normHasDotParam reports whether a segment of p is "." or ".." followed
+// by a path parameter (";..."), as in "/public/..;/admin".
+func normHasDotParam(p []byte) bool {
+	for i := 0; i < len(p); i++ {
+		if p[i] != '/' {
+			continue
+		}
+		rest := p[i+1:]
+		if len(rest) >= 2 && rest[0] == '.' && rest[1] == ';' ||
+			len(rest) >= 3 && rest[0] == '.' && rest[1] == '.' && rest[2] == ';' {
+			return true
+		}
+	}
+	return false
 }
 
 // normHasEscapedSlashAt reports whether path has "%2F" or "%5C" at i.

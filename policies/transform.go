@@ -111,6 +111,10 @@ func (h *transformHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.observe(r, t.policy, StepTransform, "allow")
 	switch {
 	case t.json != nil:
+		// The fields can only be filtered in a body meshgate can read:
+		// ask the upstream for it uncompressed (an encoded JSON body
+		// that comes anyway is refused rather than passed on).
+		delete(r.Header, "Accept-Encoding")
 		jw := newJSONWriter(w, r, t)
 		h.next.ServeHTTP(jw, r)
 		jw.finish()

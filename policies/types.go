@@ -131,6 +131,9 @@ type JWT struct {
 	// Algorithms accepted. Default RS256, ES256, EdDSA with keys, HS256
 	// with a secret. "none" is never accepted.
 	Algorithms []string `yaml:"algorithms,omitempty" json:"algorithms,omitempty"`
+	// AllowMissingExp accepts tokens without an "exp" claim, which are
+	// good for ever. Default false: such tokens get 401.
+	AllowMissingExp bool `yaml:"allow_missing_exp,omitempty" json:"allow_missing_exp,omitempty"`
 	// ClockSkew tolerated on exp, nbf and iat. Default 30s; at most 5m.
 	ClockSkew config.Duration `yaml:"clock_skew,omitempty" json:"clock_skew,omitempty"`
 	// RefreshInterval of the JWKS URL. Default 5m; at least 1s.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 
+	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/policies"
 )
 
@@ -20,8 +21,38 @@ import (
 func (g *Gateway) SetPolicies(set *policies.Set) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.applyWith(g.cfg, set)
+}
+
+// ReloadWithPolicies is Reload with the policy set compiled and checked
+// for cfg: both go into force in one table, so that no request sees the
+// new routes with the old policies or the other way round. On error
+// neither changes.
+func (g *Gateway) ReloadWithPolicies(cfg *config.Config, set *policies.Set) error {
+	g.reloads.Add(1)
+	g.mu.Lock()
+	err := g.applyWith(cfg, set)
+	g.mu.Unlock()
+	if err != nil {
+		g.reloadFailures.Add(1)
+		msg := err.Error()
+		g.lastReloadErr.Store(&msg)
+		return err
+	}
+	g.lastReloadErr.Store(nil)
+	return nil
+}
+
+// applyWith builds a table of cfg with set; on error the policies in force
+// stay. Called with g.mu held.
+func (g *Gateway) applyWith(cfg *config.Config, set *policies.Set) error {
+	old := g.policies
 	g.policies = set
-	return g.apply(g.cfg, g.store.Load())
+	if err := g.apply(cfg, g.store.Load()); err != nil {
+		g.policies = old
+		return err
+	}
+	return nil
 }
 
 // linkPolicies gives each route of t the chain of the policies that apply

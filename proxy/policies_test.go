@@ -103,16 +103,11 @@ routes:
 `))
 	mgr := policies.NewManager(policies.Env{ClientIP: h.gw.ClientIP})
 	t.Cleanup(func() { mgr.Close() })
-	mgr.Subscribe(func(s *policies.Set) {
-		if err := h.gw.SetPolicies(s); err != nil {
-			t.Error(err)
-		}
-	})
 	err := mgr.Load([]policies.Source{{Name: "p.yaml", Data: []byte(`policies:
   - name: lock
     applies_to: {routes: [locked]}
     authz: {default: deny, rules: []}
-`)}}, false, nil)
+`)}}, false, h.gw.SetPolicies)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 // policies.Manager and reloads them when they change.
 type policyRuntime struct {
 	mgr   *policies.Manager
+	gw    *proxy.Gateway
 	redis *redis.Client // nil without policies.redis
 	log   *slog.Logger
 
@@ -74,16 +75,12 @@ func startPolicies(ctx context.Context, cfg *config.Config, gw *proxy.Gateway, o
 		env.Redis = pr.redis
 	}
 	pr.mgr = policies.NewManager(env)
-	pr.mgr.Subscribe(func(set *policies.Set) {
-		if err := gw.SetPolicies(set); err != nil {
-			log.Error("linking policies into the routing table", "error", err)
-		}
-	})
+	pr.gw = gw
 	if err := pr.startKV(ctx, cfg, changed); err != nil {
 		pr.close()
 		return nil, err
 	}
-	if err := pr.load(); err != nil {
+	if err := pr.load(cfg, gw.SetPolicies); err != nil {
 		pr.close()
 		return nil, err
 	}
@@ -132,36 +129,58 @@ func (pr *policyRuntime) startKV(ctx context.Context, cfg *config.Config, change
 	}
 }
 
-// load reads every policy source of the config in force and swaps the
-// result in; on error the policies in force stay.
-func (pr *policyRuntime) load() error {
-	pr.mu.Lock()
-	cfg, kv := pr.cfg, pr.kv
-	pr.mu.Unlock()
+// load reads the policy sources cfg names (and the Consul KV documents),
+// checks the set against cfg's routes and services, and hands it to
+// install, which puts it in force. On any error the policies in force
+// stay.
+func (pr *policyRuntime) load(cfg *config.Config, install func(*policies.Set) error) error {
 	sources, err := policySources(cfg)
 	if err != nil {
 		return err
 	}
-	sources = append(sources, kv...)
+	pr.mu.Lock()
+	sources = append(sources, pr.kv...)
+	pr.mu.Unlock()
 	return pr.mgr.Load(sources, pr.redis != nil, func(set *policies.Set) error {
-		return checkPolicyRefs(cfg, set)
+		if err := checkPolicyRefs(cfg, set); err != nil {
+			return err
+		}
+		return install(set)
 	})
 }
 
-// reload is load after a change, logged.
+// reload reloads the policies of the config in force after a change of
+// the policy files, logged.
 func (pr *policyRuntime) reload(why string) {
-	if err := pr.load(); err != nil {
+	pr.mu.Lock()
+	cfg := pr.cfg
+	pr.mu.Unlock()
+	if err := pr.load(cfg, pr.gw.SetPolicies); err != nil {
 		pr.log.Error("policy reload failed; keeping the policies in force", "trigger", why, "error", err)
 		return
 	}
 	pr.log.Info("policies reloaded", "trigger", why, "policies", len(pr.mgr.Current().Policies()))
 }
 
-// setConfig makes cfg the config whose policy sources are read.
-func (pr *policyRuntime) setConfig(cfg *config.Config) {
+// reloadConfig puts next and the policies it names in force together; on
+// error neither changes.
+func (pr *policyRuntime) reloadConfig(next *config.Config) error {
+	installed := false
+	err := pr.load(next, func(set *policies.Set) error {
+		installed = true
+		return pr.gw.ReloadWithPolicies(next, set)
+	})
+	if err != nil {
+		if !installed {
+			// The gateway counts the reloads it sees; count this one too.
+			pr.gw.RecordReloadFailure(err)
+		}
+		return err
+	}
 	pr.mu.Lock()
-	pr.cfg = cfg
+	pr.cfg = next
 	pr.mu.Unlock()
+	return nil
 }
 
 // setKV replaces the documents read from Consul KV.

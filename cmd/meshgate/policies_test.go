@@ -274,6 +274,7 @@ func TestPathNormalisationBeforeAuthz(t *testing.T) {
 				{"/%61dmin", 403, "forbidden"},
 				{"/ADMIN", 200, "public"}, // paths are case-sensitive: not the admin route
 				{"/administrator", 200, "public"},
+				{"/public/..;/admin", 400, "path parameter on a dot segment"}, // Tomcat would read "/admin"
 				{"/public/x", 200, "public"},
 			}
 			if mode == "reject" {
@@ -543,5 +544,53 @@ func TestREADMEPolicyExample(t *testing.T) {
 	out, err := exec.Command(binary, "validate", "--policies", file).CombinedOutput()
 	if err != nil {
 		t.Errorf("the README's policy example is invalid: %v\n%s", err, out)
+	}
+}
+
+// TestConfigReloadKeepsPoliciesInStep renames a route that a policy names:
+// the config and its policies no longer fit, so the reload is refused as a
+// whole and the route stays protected. A SIGHUP while the config file is
+// broken still reloads the policy files.
+func TestConfigReloadKeepsPoliciesInStep(t *testing.T) {
+	public, admin := named("public", 0), named("admin", 0)
+	defer public.Close()
+	defer admin.Close()
+	dir := t.TempDir()
+	polDir := filepath.Join(dir, "policies")
+	os.Mkdir(polDir, 0o755)
+	writeFile(t, filepath.Join(polDir, "admin.yaml"), "policies:\n  - name: lock\n    applies_to: {routes: [admin]}\n    authz: {default: deny, rules: []}\n")
+	cfgPath := filepath.Join(dir, "meshgate.yaml")
+	writeFile(t, cfgPath, policyConfig(public, admin, polDir, ""))
+	p := startMeshgate(t, "run", "--config", cfgPath)
+	p.waitReady(t)
+	if status, _ := rawGet(t, p.traffic, "/admin/x"); status != 403 {
+		t.Fatalf("/admin/x: %d, want 403", status)
+	}
+	renamed := strings.Replace(policyConfig(public, admin, polDir, ""), "{name: admin,", "{name: admin-api,", 1)
+	writeFile(t, cfgPath, renamed)
+	m := p.waitLog(t, "reload failed; keeping the last good configuration")
+	if e, _ := m["error"].(string); !strings.Contains(e, `no route named "admin"`) {
+		t.Errorf("reload error %q does not name the route", e)
+	}
+	if status, _ := rawGet(t, p.traffic, "/admin/x"); status != 403 {
+		t.Errorf("after the refused reload /admin/x: %d, want 403", status)
+	}
+
+	// Break the config file, then change the policy and send SIGHUP: the
+	// config stays, the policies reload.
+	writeFile(t, cfgPath, "listeners: [\n")
+	p.waitLog(t, "reload failed; keeping the last good configuration")
+	writeFile(t, filepath.Join(polDir, "admin.yaml"), "policies:\n  - name: lock\n    applies_to: {routes: [admin]}\n    authz: {default: allow, rules: []}\n")
+	p.waitLog(t, "policies reloaded")
+	if status, _ := rawGet(t, p.traffic, "/admin/x"); status != 200 {
+		t.Errorf("after the policy change /admin/x: %d, want 200", status)
+	}
+	writeFile(t, filepath.Join(polDir, "admin.yaml"), "policies:\n  - name: lock\n    applies_to: {routes: [admin]}\n    authz: {default: deny, rules: []}\n")
+	p.waitLog(t, "policies reloaded")
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitLog(t, "reload failed; keeping the last good configuration")
+	p.waitLog(t, "policies reloaded")
+	if status, _ := rawGet(t, p.traffic, "/admin/x"); status != 403 {
+		t.Errorf("after SIGHUP /admin/x: %d, want 403", status)
 	}
 }

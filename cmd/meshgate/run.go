@@ -348,20 +348,22 @@ func run(ctx context.Context, opts runOptions) error {
 		}
 	}
 
-	reload := func(why string) {
+	// reload reloads the config file and the policies it names, together;
+	// it reports whether the config reloaded.
+	reload := func(why string) bool {
 		if opts.configPath == "" {
 			log.Info("reload requested, but the embedded default cannot change", "trigger", why)
-			return
+			return false
 		}
 		next, err := config.Load(opts.configPath)
 		if err == nil {
-			err = gw.Reload(next)
+			err = pols.reloadConfig(next)
 		} else {
 			gw.RecordReloadFailure(err)
 		}
 		if err != nil {
 			log.Error("reload failed; keeping the last good configuration", "trigger", why, "error", err)
-			return
+			return false
 		}
 		nsrc, err := startSource(watchCtx, next, store, log)
 		if err != nil {
@@ -387,9 +389,8 @@ func run(ctx context.Context, opts runOptions) error {
 			log.Warn("policies.redis changed: restart meshgate to apply it")
 		}
 		cfg = next
-		pols.setConfig(next)
 		log.Info("configuration reloaded", "trigger", why)
-		pols.reload(why)
+		return true
 	}
 
 	for {
@@ -404,8 +405,9 @@ func run(ctx context.Context, opts runOptions) error {
 			_ = shutdown(srv, gw, cfg, log)
 			return err
 		case <-hup:
-			reload("SIGHUP")
-			if opts.configPath == "" {
+			// The policies reload with the config; when the config cannot
+			// (it is broken, or the embedded default), on their own.
+			if !reload("SIGHUP") {
 				pols.reload("SIGHUP")
 			}
 		case <-changed:
