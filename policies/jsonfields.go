@@ -141,31 +141,32 @@ func jsonSplit(p string) ([]string, bool) {
 // jsonCovers reports whether a path of the trie is segs or a prefix of it
 // (deny of "user" removes "user.email").
 func jsonCovers(root *jsonNode, segs []string) bool {
-	n := root
-	for _, s := range segs {
-		if n = n.children[s]; n == nil {
-			return false
-		}
-		if n.terminal {
-			return true
-		}
-	}
-	return false
+	covered, _ := jsonWalk(root, segs)
+	return covered
 }
 
 // jsonKeeps reports whether allow keeps the field at segs: a path of the
-// trie is segs or a prefix of it, or segs leads to one.
+// trie is segs or a prefix of it, or segs leads to one (an object leading
+// to allowed fields).
 func jsonKeeps(root *jsonNode, segs []string) bool {
+	covered, leads := jsonWalk(root, segs)
+	return covered || leads
+}
+
+// jsonWalk follows segs down the trie: covered when a path of the trie
+// ends on the way (at segs or before), leads when segs is all in the trie
+// without one ending.
+func jsonWalk(root *jsonNode, segs []string) (covered, leads bool) {
 	n := root
 	for _, s := range segs {
 		if n = n.children[s]; n == nil {
-			return false
+			return false, false
 		}
 		if n.terminal {
-			return true
+			return true, false
 		}
 	}
-	return true // an object leading to allowed fields
+	return false, true
 }
 
 // Errors of transform, mapped to 502 for the client.

@@ -1,39 +1,26 @@
 package proxy
 
 import (
-	"bufio"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/internal/testproc"
 	"github.com/meshgate/meshgate/policies"
 )
 
-// rawRequest sends a request line with the path exactly as given (Go's
-// client would not send some of these) and returns the status and body.
+// rawRequest sends a request with the path exactly as given (Go's client
+// would not send some of these).
 func rawRequest(t *testing.T, front *httptest.Server, path string) (int, string) {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(front.URL, "http://"))
+	status, body, err := testproc.RawGet(strings.TrimPrefix(front.URL, "http://"), path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", path)
-	res, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	return status, body
 }
 
 // TestPathNormalisation checks that routing and the upstream see the

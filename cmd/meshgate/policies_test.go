@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/testproc"
 	"github.com/meshgate/meshgate/policies"
 	"github.com/meshgate/meshgate/policies/redistest"
 )
@@ -207,24 +207,14 @@ func TestPolicyHotReloadUnderLoad(t *testing.T) {
 	}
 }
 
-// rawGet sends a request line with the path exactly as given (no client
-// cleaning or escaping) and returns the status and body.
+// rawGet sends a request with the path exactly as given.
 func rawGet(t *testing.T, addr, path string) (int, string) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
+	status, body, err := testproc.RawGet(addr, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", path)
-	res, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	return status, body
 }
 
 // TestPathNormalisationBeforeAuthz sends the classic bypass attempts of an

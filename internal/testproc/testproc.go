@@ -1,16 +1,22 @@
 // Package testproc holds what tests share around the processes and
 // goroutines they run: locating the binary of a real external program
 // (Consul, Jaeger) that tools/ensure.sh built, and collecting output that
-// is written concurrently (a process's, a logger's).
+// is written concurrently (a process's, a logger's), and sending requests
+// Go's HTTP client would not send as they are.
 package testproc
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 )
 
 // Binary returns the path of tool name: the value of the environment
@@ -47,4 +53,26 @@ func (o *Output) String() string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.b.String()
+}
+
+// RawGet sends "GET path HTTP/1.1" to addr with the path exactly as given
+// (Go's client would clean or escape some of the paths tests need, such
+// as "/public/../admin" or "/admin%2F..") and returns the status and body.
+func RawGet(addr, path string) (int, string, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n", path); err != nil {
+		return 0, "", err
+	}
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, "", fmt.Errorf("GET %s: %w", path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return res.StatusCode, string(b), err
 }
