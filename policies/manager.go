@@ -166,8 +166,8 @@ func (m *Manager) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := m.status
-	s.Files = append([]string(nil), s.Files...)
-	s.Policies = append([]PolicyStatus(nil), s.Policies...)
+	s.Files = append([]string{}, s.Files...)
+	s.Policies = append([]PolicyStatus{}, s.Policies...)
 	return s
 }
 
