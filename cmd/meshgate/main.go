@@ -1,7 +1,10 @@
 // Command meshgate is the meshgate sidecar and edge gateway.
 //
 //	meshgate run --config FILE     serve (also MESHGATE_CONFIG; embedded default without either)
-//	meshgate validate FILE...      check configuration files
+//	meshgate validate FILE...      check configuration files (and the policy files they name)
+//	meshgate validate --policies D check policy files on their own
+//	meshgate hash-key [--generate] the SHA-256 of an API key, for a policy file
+//	meshgate probe URL             GET URL, exit 0 on 2xx (container health checks)
 //	meshgate version               print the version
 package main
 
@@ -55,6 +58,6 @@ requests, and reports what it does over its admin listener.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCmd(), newValidateCmd(), newHashKeyCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newValidateCmd(), newHashKeyCmd(), newVersionCmd(), newProbeCmd())
 	return root
 }

@@ -150,6 +150,22 @@ func object(t *testing.T, body []byte, keys ...string) map[string]json.RawMessag
 	return m
 }
 
+// itemOf decodes a one-item answer, {"instance": ..., <the item's fields>},
+// strictly into T.
+func itemOf[T any](t *testing.T, body []byte) T {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("body is not a JSON object: %v\n%s", err, body)
+	}
+	if _, ok := m["instance"]; !ok {
+		t.Fatalf(`no "instance" in %s`, body)
+	}
+	delete(m, "instance")
+	rest, _ := json.Marshal(m)
+	return decode[T](t, rest)
+}
+
 func decode[T any](t *testing.T, raw json.RawMessage) T {
 	t.Helper()
 	var v T
@@ -301,16 +317,23 @@ func TestEndpoints(t *testing.T) {
 				t.Fatalf("%d products, want 10", len(ps))
 			}
 			for _, p := range ps {
-				if p.ID == 0 || p.Name == "" || p.PriceCents <= 0 || p.Currency != "EUR" || p.Stock < 0 {
+				if p.ID == 0 || p.SKU == "" || p.Name == "" || p.Description == "" || p.Price.Cents <= 0 ||
+					p.Price.Currency != "EUR" || p.Stock < 0 || p.Category == "" || len(p.Images) == 0 {
 					t.Errorf("incomplete product %+v", p)
 				}
 			}
-			object(t, mustFirst(t, r.body, "products"), "id", "name", "price_cents", "currency", "stock")
+			first := object(t, mustFirst(t, r.body, "products"), "id", "sku", "name", "description", "price", "stock", "category", "images")
+			object(t, first["price"], "amount", "currency")
 		}},
 		"one product": {products, "GET", "/products/3", 200, func(t *testing.T, r response) {
-			m := object(t, r.body, "instance", "product")
-			if p := decode[Product](t, m["product"]); p.ID != 3 || p.Name != "Ceramic mug" || p.PriceCents != 1290 {
+			if p := itemOf[Product](t, r.body); p.ID != 3 || p.Name != "Ceramic mug" || p.Price != eur(1290) {
 				t.Errorf("product = %+v, want the ceramic mug", p)
+			}
+			if !strings.Contains(string(r.body), `"price": {
+    "amount": "12.90",
+    "currency": "EUR"
+  }`) {
+				t.Errorf("price is not shown as a decimal string:\n%s", r.body)
 			}
 		}},
 		"unknown product": {products, "GET", "/products/42", 404, func(t *testing.T, r response) {
@@ -324,12 +347,14 @@ func TestEndpoints(t *testing.T) {
 			if us := decode[[]User](t, m["users"]); len(us) != 5 {
 				t.Errorf("%d users, want 5", len(us))
 			}
-			object(t, mustFirst(t, r.body, "users"), "id", "name", "email", "country")
+			first := object(t, mustFirst(t, r.body, "users"), "id", "name", "email", "tier", "address", "created_at")
+			object(t, first["address"], "street", "city", "postal_code", "country")
 		}},
 		"one user": {users, "GET", "/users/1", 200, func(t *testing.T, r response) {
-			m := object(t, r.body, "instance", "user")
-			if u := decode[User](t, m["user"]); u != (User{1, "Ada Lovelace", "ada@example.com", "GB"}) {
-				t.Errorf("user = %+v, want Ada Lovelace", u)
+			want := User{1, "Ada Lovelace", "ada@example.com", "platinum",
+				Address{"12 St James's Square", "London", "SW1Y 4JH", "GB"}, time.Date(2024, 3, 2, 10, 15, 0, 0, time.UTC)}
+			if u := itemOf[User](t, r.body); u != want {
+				t.Errorf("user = %+v, want %+v", u, want)
 			}
 		}},
 		"unknown user": {users, "GET", "/users/6", 404, func(t *testing.T, r response) {
@@ -340,13 +365,22 @@ func TestEndpoints(t *testing.T) {
 			if os := decode[[]Order](t, m["orders"]); len(os) != 6 {
 				t.Errorf("%d orders, want 6", len(os))
 			}
-			object(t, mustFirst(t, r.body, "orders"), "id", "user_id", "product_ids", "total_cents", "status", "created_at")
+			first := object(t, mustFirst(t, r.body, "orders"), "id", "user_id", "product_ids", "items", "total", "status", "created_at")
+			var items []json.RawMessage
+			if err := json.Unmarshal(first["items"], &items); err != nil || len(items) == 0 {
+				t.Fatalf("items = %s (%v)", first["items"], err)
+			}
+			object(t, items[0], "product_id", "quantity", "unit_price")
 		}},
 		"one order": {orders, "GET", "/orders/3", 200, func(t *testing.T, r response) {
-			m := object(t, r.body, "instance", "order")
-			o := decode[Order](t, m["order"])
-			if o.ID != 3 || o.UserID != 3 || !slices.Equal(o.ProductIDs, []int{2, 5, 5}) || o.TotalCents != 6170 {
-				t.Errorf("order = %+v, want order 3", o)
+			o := itemOf[Order](t, r.body)
+			wantItems := []Item{{2, 1, eur(4990)}, {5, 2, eur(590)}}
+			if o.ID != 3 || o.UserID != 3 || !slices.Equal(o.ProductIDs, []int{2, 5, 5}) ||
+				!slices.Equal(o.Items, wantItems) || o.Total != eur(6170) {
+				t.Errorf("order = %+v, want order 3 with items %+v", o, wantItems)
+			}
+			if strings.Contains(string(r.body), "customer") {
+				t.Errorf("without -users-url the order has no customer:\n%s", r.body)
 			}
 		}},
 		"unknown order": {orders, "GET", "/orders/0", 404, func(t *testing.T, r response) {
@@ -453,13 +487,12 @@ func TestCreateOrder(t *testing.T) {
 	if loc := r.header.Get("Location"); loc != "/orders/7" {
 		t.Errorf("Location = %q, want /orders/7", loc)
 	}
-	m := object(t, r.body, "instance", "order")
-	o := decode[Order](t, m["order"])
-	want := Order{ID: 7, UserID: 2, ProductIDs: []int{1, 3, 3}, TotalCents: 2490 + 2*1290, Status: "pending"}
+	o := itemOf[Order](t, r.body)
+	want := Order{ID: 7, UserID: 2, ProductIDs: []int{1, 3, 3}, Total: eur(2490 + 2*1290), Status: "pending"}
 	created := o.CreatedAt
 	o.CreatedAt = time.Time{}
 	if o.ID != want.ID || o.UserID != want.UserID || !slices.Equal(o.ProductIDs, want.ProductIDs) ||
-		o.TotalCents != want.TotalCents || o.Status != want.Status {
+		o.Total != want.Total || o.Status != want.Status || !slices.Equal(o.Items, []Item{{1, 1, eur(2490)}, {3, 2, eur(1290)}}) {
 		t.Errorf("order = %+v, want %+v", o, want)
 	}
 	if created.Before(before) || created.After(time.Now()) {
@@ -532,7 +565,7 @@ func TestCreateOrderConcurrent(t *testing.T) {
 				t.Errorf("status = %d, want 201", r.status)
 				return
 			}
-			ids <- decode[Order](t, object(t, r.body, "instance", "order")["order"]).ID
+			ids <- itemOf[Order](t, r.body).ID
 		})
 	}
 	wg.Wait()
@@ -784,7 +817,8 @@ func TestCatalogIsConsistent(t *testing.T) {
 		}
 	}
 	for i, u := range c.users {
-		if u.ID != i+1 || !strings.HasSuffix(u.Email, "@example.com") || len(u.Country) != 2 {
+		if u.ID != i+1 || !strings.HasSuffix(u.Email, "@example.com") || len(u.Address.Country) != 2 ||
+			!slices.Contains([]string{"standard", "gold", "platinum"}, u.Tier) || u.CreatedAt.IsZero() {
 			t.Errorf("user %+v: want ids 1..5, example.com emails, two-letter countries", u)
 		}
 	}
@@ -796,16 +830,22 @@ func TestCatalogIsConsistent(t *testing.T) {
 		if _, ok := c.user(o.UserID); !ok {
 			t.Errorf("order %d: unknown user %d", o.ID, o.UserID)
 		}
-		total := 0
+		var total int64
 		for _, pid := range o.ProductIDs {
 			p, ok := c.product(pid)
 			if !ok {
 				t.Errorf("order %d: unknown product %d", o.ID, pid)
 			}
-			total += p.PriceCents
+			total += p.Price.Cents
 		}
-		if total != o.TotalCents {
-			t.Errorf("order %d: total_cents %d, but its products add up to %d", o.ID, o.TotalCents, total)
+		var items, lines int64
+		for _, it := range o.Items {
+			items += it.UnitPrice.Cents * int64(it.Quantity)
+			lines += int64(it.Quantity)
+		}
+		if total != o.Total.Cents || items != total || lines != int64(len(o.ProductIDs)) {
+			t.Errorf("order %d: total %d, items add up to %d in %d units, products to %d in %d",
+				o.ID, o.Total.Cents, items, lines, total, len(o.ProductIDs))
 		}
 		if !slices.Contains(statuses, o.Status) || o.CreatedAt.IsZero() {
 			t.Errorf("order %d: status %q, created_at %v", o.ID, o.Status, o.CreatedAt)
@@ -819,7 +859,7 @@ func TestHelpListsFlags(t *testing.T) {
 	if _, err := parseFlags([]string{"-h"}, &out); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseFlags(-h) = %v, want flag.ErrHelp", err)
 	}
-	for _, f := range []string{"-listen", "-latency", "-fail-rate", "-seed"} {
+	for _, f := range []string{"-listen", "-latency", "-fail-rate", "-seed", "-users-url"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("usage does not mention %s:\n%s", f, out.String())
 		}

@@ -18,7 +18,10 @@ const shutdownTimeout = 10 * time.Second
 // fleet is every instance of one meshgate-demo process, listening but not
 // yet serving.
 type fleet struct {
-	logger    *slog.Logger
+	logger *slog.Logger
+	// client makes the orders instances' calls to users; its idle
+	// connections are closed when the fleet stops.
+	client    *http.Client
 	instances []*instance
 	listeners []net.Listener
 }
@@ -27,7 +30,11 @@ type fleet struct {
 // listens on all of them before serving any, so that a taken port fails the
 // whole start rather than leaving a partial fleet.
 func listen(opts options, logger *slog.Logger) (*fleet, error) {
-	f := &fleet{logger: logger}
+	f := &fleet{logger: logger, client: &http.Client{Transport: &http.Transport{
+		Proxy:               nil, // the URL is the sidecar: never an HTTP_PROXY
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}}}
 	for i, spec := range opts.listens {
 		ln, err := net.Listen("tcp", spec.addr)
 		if err != nil {
@@ -48,9 +55,20 @@ func listen(opts options, logger *slog.Logger) (*fleet, error) {
 			stream:        uint64(i),
 			eventInterval: opts.eventInterval,
 			now:           time.Now,
+			usersURL:      usersURL(spec.service, opts.usersURL),
+			client:        f.client,
 		}))
 	}
 	return f, nil
+}
+
+// usersURL is the -users-url an instance of service uses: only orders
+// calls users.
+func usersURL(service, url string) string {
+	if service != "orders" {
+		return ""
+	}
+	return url
 }
 
 func (f *fleet) close() {
@@ -82,7 +100,7 @@ func (f *fleet) serve(ctx context.Context) error {
 		ln := f.listeners[i]
 		f.logger.Info("instance started",
 			"instance", in.id, "service", in.service, "address", ln.Addr().String(),
-			"latency", in.latency, "fail_rate", in.failRate, "seed", int64(in.seed))
+			"latency", in.latency, "fail_rate", in.failRate, "seed", int64(in.seed), "users_url", in.usersURL)
 		wg.Go(func() {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("serving %s on %s: %w", in.id, ln.Addr(), err)
@@ -106,5 +124,6 @@ func (f *fleet) serve(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
+	f.client.CloseIdleConnections()
 	return err
 }

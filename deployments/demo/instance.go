@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,11 @@ type instanceConfig struct {
 	seed, stream  uint64 // of the PCG source behind failRate
 	eventInterval time.Duration
 	now           func() time.Time
+	// usersURL is the base URL under which an orders instance reaches
+	// the users service (in the mesh: its own sidecar); empty for none.
+	usersURL string
+	// client makes the calls to usersURL.
+	client *http.Client
 }
 
 // instance is one demo service instance: an http.Handler that serves its
@@ -30,6 +36,9 @@ type instanceConfig struct {
 type instance struct {
 	instanceConfig
 	mux *http.ServeMux
+	// fault holds the injected latency and failure share in force,
+	// replaced whole by PUT /_faults.
+	fault atomic.Pointer[faultSettings]
 
 	mu      sync.Mutex
 	rng     *rand.Rand // guarded by mu: a rand.Rand is not safe for concurrent use
@@ -47,8 +56,11 @@ func newInstance(cfg instanceConfig) *instance {
 		catalog:        newCatalog(),
 	}
 	in.nextID = len(in.catalog.orders) + 1
+	in.fault.Store(&faultSettings{Latency: cfg.latency, FailRate: cfg.failRate})
 
 	in.mux.HandleFunc("GET /healthz", in.healthz)
+	in.mux.HandleFunc("GET /_faults", in.getFaults)
+	in.mux.HandleFunc("PUT /_faults", in.putFaults)
 	s := "/" + cfg.service
 	// The event stream is a fixed segment and so takes precedence over the
 	// {id} wildcard of the same length.
@@ -111,17 +123,17 @@ func (p *statusProbe) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// faults adds the configured latency and answers the configured share of
-// requests with 503. /healthz is not wrapped: it reports on the process, so
-// that active health checks keep instances in rotation while the gateway's
-// passive checks (outlier detection, breakers) see the injected failures.
+// faults adds the injected latency and answers the injected share of
+// requests with 503, as set by -latency and -fail-rate and changed at run
+// time with PUT /_faults. /healthz and /_faults are not wrapped: /healthz
+// reports on the process, so that active health checks keep instances in
+// rotation while the gateway's passive checks (outlier detection, breakers)
+// see the injected failures.
 func (in *instance) faults(next http.Handler) http.Handler {
-	if in.latency == 0 && in.failRate == 0 {
-		return next
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if in.latency > 0 {
-			t := time.NewTimer(in.latency)
+		f := in.fault.Load()
+		if f.Latency > 0 {
+			t := time.NewTimer(f.Latency)
 			select {
 			case <-t.C:
 			case <-r.Context().Done():
@@ -129,8 +141,8 @@ func (in *instance) faults(next http.Handler) http.Handler {
 				return
 			}
 		}
-		if in.failRate > 0 && in.draw() < in.failRate {
-			in.writeError(w, http.StatusServiceUnavailable, "injected failure (-fail-rate)")
+		if f.FailRate > 0 && in.draw() < f.FailRate {
+			in.writeError(w, http.StatusServiceUnavailable, "injected failure (fail_rate "+strconv.FormatFloat(f.FailRate, 'g', -1, 64)+")")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -159,7 +171,10 @@ func (in *instance) getProduct(w http.ResponseWriter, r *http.Request) {
 		in.writeError(w, http.StatusNotFound, fmt.Sprintf("no product with id %q", r.PathValue("id")))
 		return
 	}
-	in.writeJSON(w, http.StatusOK, map[string]any{"instance": in.id, "product": p})
+	in.writeJSON(w, http.StatusOK, struct {
+		Instance string `json:"instance"`
+		Product
+	}{in.id, p})
 }
 
 func (in *instance) listUsers(w http.ResponseWriter, r *http.Request) {
@@ -173,7 +188,10 @@ func (in *instance) getUser(w http.ResponseWriter, r *http.Request) {
 		in.writeError(w, http.StatusNotFound, fmt.Sprintf("no user with id %q", r.PathValue("id")))
 		return
 	}
-	in.writeJSON(w, http.StatusOK, map[string]any{"instance": in.id, "user": u})
+	in.writeJSON(w, http.StatusOK, struct {
+		Instance string `json:"instance"`
+		User
+	}{in.id, u})
 }
 
 func (in *instance) listOrders(w http.ResponseWriter, r *http.Request) {
@@ -194,7 +212,26 @@ func (in *instance) getOrder(w http.ResponseWriter, r *http.Request) {
 		in.writeError(w, http.StatusNotFound, fmt.Sprintf("no order with id %q on instance %s", r.PathValue("id"), in.id))
 		return
 	}
-	in.writeJSON(w, http.StatusOK, map[string]any{"instance": in.id, "order": o})
+	v := orderView{Instance: in.id, Order: o}
+	if in.usersURL != "" {
+		if c, err := in.customer(r, o.UserID); err != nil {
+			// The order is served without its customer: a degraded
+			// answer beats none.
+			v.Customer, v.CustomerError = json.RawMessage("null"), err.Error()
+		} else {
+			v.Customer, _ = json.Marshal(c)
+		}
+	}
+	in.writeJSON(w, http.StatusOK, v)
+}
+
+// orderView is the answer of GET /orders/{id} and POST /orders: the order
+// and, with -users-url, its customer, or null and why.
+type orderView struct {
+	Instance string `json:"instance"`
+	Order
+	Customer      json.RawMessage `json:"customer,omitempty"`
+	CustomerError string          `json:"customer_error,omitempty"`
 }
 
 // newOrder is the body of POST /orders.
@@ -226,7 +263,7 @@ func (in *instance) createOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/orders/"+strconv.Itoa(o.ID))
-	in.writeJSON(w, http.StatusCreated, map[string]any{"instance": in.id, "order": o})
+	in.writeJSON(w, http.StatusCreated, orderView{Instance: in.id, Order: o})
 }
 
 // addOrder validates req against the catalog and stores the new order. It
@@ -242,21 +279,9 @@ func (in *instance) addOrder(req newOrder) (Order, int, string) {
 	if len(req.ProductIDs) == 0 {
 		return Order{}, http.StatusUnprocessableEntity, "product_ids is empty: an order needs at least one product"
 	}
-	total := 0
-	for _, pid := range req.ProductIDs {
-		p, ok := in.catalog.product(pid)
-		if !ok {
-			return Order{}, http.StatusUnprocessableEntity, fmt.Sprintf("unknown product id %d in product_ids", pid)
-		}
-		total += p.PriceCents
-	}
-	o := Order{
-		ID:         in.nextID,
-		UserID:     req.UserID,
-		ProductIDs: req.ProductIDs,
-		TotalCents: total,
-		Status:     "pending",
-		CreatedAt:  in.now().UTC().Truncate(time.Second),
+	o, err := in.catalog.newOrder(in.nextID, req.UserID, req.ProductIDs, "pending", in.now().UTC().Truncate(time.Second))
+	if err != nil {
+		return Order{}, http.StatusUnprocessableEntity, err.Error()
 	}
 	in.nextID++
 	in.catalog.orders = append(in.catalog.orders, o)

@@ -6,7 +6,7 @@
 //
 //	meshgate-demo -listen products=127.0.0.1:9101 -listen products=127.0.0.1:9102 \
 //	    -listen users=127.0.0.1:9201 -listen orders=127.0.0.1:9301 \
-//	    [-latency 50ms] [-fail-rate 0.1] [-seed 42]
+//	    [-latency 50ms] [-fail-rate 0.1] [-seed 42] [-users-url http://127.0.0.1:19301]
 //
 // Each instance is named "<service>-<port>" (for example "products-9102")
 // and says so in the X-Instance header of every response and in the
@@ -18,17 +18,32 @@
 //	GET  /products          the list
 //	GET  /products/{id}     one item; 404 with a JSON error when unknown
 //	GET  /products/events   Server-Sent Events, one every 500ms; ?n= sets how many (default 5)
-//	GET  /healthz           {"status":"ok"}; never delayed or failed by -latency and -fail-rate
+//	GET  /healthz           {"status":"ok"}; never delayed or failed by the injected faults
+//	GET  /_faults           the injected faults in force: {"latency": "0s", "fail_rate": 0}
+//	PUT  /_faults           change them at run time: {"latency": "200ms", "fail_rate": 0.5}
+//	                        (a field left out keeps its value)
 //
-// and an orders instance also takes POST /orders with a body such as
-// {"user_id": 1, "product_ids": [1, 3]}, answering 201 with the new order.
-// Errors are JSON: {"error": "...", "status": N, "instance": "..."}.
+// One item is answered as the item itself plus "instance"; a list as
+// {"instance": ..., "products": [...]}. An orders instance also takes POST
+// /orders with a body such as {"user_id": 1, "product_ids": [1, 3]},
+// answering 201 with the new order. Errors are JSON: {"error": "...",
+// "status": N, "instance": "..."}.
+//
+// With -users-url, GET /orders/{id} calls GET {users-url}/users/{user_id}
+// (2s timeout) and embeds "customer": {"id", "name"}, or null and a
+// "customer_error" when that call fails; the order is served either way.
+// The W3C traceparent, tracestate and baggage headers of the request are
+// copied onto the call, so that the trace continues through the users
+// service. In the mesh, users-url is the orders instance's own sidecar.
 //
 // The process stops gracefully on SIGINT or SIGTERM.
 //
 // `meshgate-demo token [-sub alice] [-role customer]` instead prints a JWT
 // signed with the demo's (public, demo-only) key, for the example policies
 // in deployments/policies.
+//
+// `meshgate-demo probe URL` GETs URL and exits 0 for a 2xx answer, 1
+// otherwise: the health check of a container image that has no curl.
 package main
 
 import (
@@ -39,8 +54,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -123,6 +140,9 @@ type options struct {
 	// eventInterval is the pause between two Server-Sent Events. Not a
 	// flag: tests shorten it.
 	eventInterval time.Duration
+	// usersURL is where orders instances reach the users service, without
+	// a trailing slash; empty for no customer lookups.
+	usersURL string
 }
 
 // parseFlags parses args (without the program name). Usage and flag errors
@@ -138,6 +158,8 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	fs.DurationVar(&opts.latency, "latency", 0, "added to every response except /healthz, for example 50ms")
 	fs.Float64Var(&opts.failRate, "fail-rate", 0, "share of requests (0..1) answered 503, except /healthz")
 	fs.Int64Var(&opts.seed, "seed", 0, "seed of the -fail-rate draws; 0 picks one from the clock (it is logged)")
+	fs.StringVar(&opts.usersURL, "users-url", "", "base URL under which orders instances reach the users service (in the mesh: their own sidecar),\n"+
+		"for example http://127.0.0.1:19301; GET /orders/{id} then embeds the customer")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: meshgate-demo -listen service=host:port [-listen ...] [flags]\n\n"+
 			"Serves the demo services products, users and orders for meshgate.\n\nFlags:\n")
@@ -158,6 +180,16 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 	if !(opts.failRate >= 0 && opts.failRate <= 1) { // also rejects NaN
 		return options{}, usageError(fs, fmt.Errorf("invalid -fail-rate %v: want a share between 0 and 1", opts.failRate))
 	}
+	if opts.usersURL != "" {
+		u, err := url.Parse(opts.usersURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return options{}, usageError(fs, fmt.Errorf("invalid -users-url %q: want an http or https base URL, for example http://127.0.0.1:19301", opts.usersURL))
+		}
+		if !slices.ContainsFunc(listens, func(s listenSpec) bool { return s.service == "orders" }) {
+			return options{}, usageError(fs, errors.New("-users-url is for orders instances: give an orders -listen too"))
+		}
+		opts.usersURL = strings.TrimRight(opts.usersURL, "/")
+	}
 	opts.listens = listens
 	return opts, nil
 }
@@ -177,8 +209,13 @@ func main() {
 // stderr, and returns the exit status: 0 after a signalled shutdown, 2 for
 // a bad command line, 1 for any other failure.
 func cli(args []string, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "token" {
-		return mintToken(args[1:], os.Stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "token":
+			return mintToken(args[1:], os.Stdout, stderr)
+		case "probe":
+			return probe(args[1:], os.Stdout, stderr)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
