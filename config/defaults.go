@@ -396,6 +396,9 @@ func applyDefaults(c *Config, isSet func(p fpath, zero bool) bool) {
 			r.Match.PathPrefix = DefaultPathPrefix
 		}
 		r.Match.Host = strings.ToLower(r.Match.Host)
+		if r.Aggregate != nil {
+			aggregateDefaults(r.Aggregate, p.field("aggregate"), isSet)
+		}
 	}
 
 	if c.Discovery.Consul != nil {
@@ -509,4 +512,23 @@ func DefaultService() Service {
 	c := &Config{Services: map[string]Service{"default": {}}}
 	c.SetDefaults()
 	return c.Services["default"]
+}
+
+// Defaults and limits of Aggregate (a route's aggregate).
+const (
+	// DefaultAggregateTimeout is aggregate.timeout, the whole
+	// aggregation's limit: 10s.
+	DefaultAggregateTimeout = Duration(10 * time.Second)
+	// MaxAggregateTimeout is the longest aggregate.timeout: 1h.
+	MaxAggregateTimeout = Duration(time.Hour)
+)
+
+// aggregateDefaults fills an aggregate's timeout and its parts' timeouts
+// (the aggregate's, when a part sets none).
+func aggregateDefaults(a *Aggregate, p fpath, isSet func(fpath, bool) bool) {
+	duration(isSet, p.field("timeout"), &a.Timeout, DefaultAggregateTimeout)
+	pp := p.field("parts")
+	for i := range a.Parts {
+		duration(isSet, pp.index(i).field("timeout"), &a.Parts[i].Timeout, a.Timeout)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -240,6 +241,22 @@ func TestFullValues(t *testing.T) {
 	if got := c.Routes[3]; got.Name != "route-3" || got.Match.PathPrefix != "/" || got.Service != "users.v1" {
 		t.Errorf("routes[3] = %+v, want the default name and path_prefix /", got)
 	}
+	// An aggregate route: no service; a part without a timeout takes the
+	// aggregate's.
+	agg := c.Routes[4]
+	if agg.Name != "order-view" || agg.Service != "" || agg.Aggregate == nil {
+		t.Fatalf("routes[4] = %+v, want the aggregate route order-view", agg)
+	}
+	a := agg.Aggregate
+	if a.Timeout != Duration(5*time.Second) || len(a.Parts) != 2 {
+		t.Fatalf("routes[4].aggregate = %+v, want timeout 5s and 2 parts", a)
+	}
+	if p := a.Parts[0]; p.Name != "order" || p.Path != `"/orders/" + .request.segments[2]` || p.Timeout != Duration(2*time.Second) || p.Optional || len(p.Needs) != 0 {
+		t.Errorf("parts[0] = %+v", p)
+	}
+	if p := a.Parts[1]; p.Name != "user" || p.Path != `"/users/\(.parts.order.user_id)"` || p.Timeout != Duration(5*time.Second) || !p.Optional || !slices.Equal(p.Needs, []string{"order"}) {
+		t.Errorf("parts[1] = %+v, want the aggregate's timeout 5s, optional, needs [order]", p)
+	}
 }
 
 // TestFullUsesEveryField makes sure the reference files stay complete:
@@ -255,6 +272,7 @@ func TestFullUsesEveryField(t *testing.T) {
 		reflect.TypeFor[Server](), reflect.TypeFor[Service](), reflect.TypeFor[Instance](), reflect.TypeFor[LoadBalancer](),
 		reflect.TypeFor[HashOn](), reflect.TypeFor[Timeouts](), reflect.TypeFor[Route](), reflect.TypeFor[Match](),
 		reflect.TypeFor[Retry](), reflect.TypeFor[RetryBudget](), reflect.TypeFor[CircuitBreaker](), reflect.TypeFor[OutlierDetection](),
+		reflect.TypeFor[Aggregate](), reflect.TypeFor[AggregatePart](),
 	} {
 		for i := range typ.NumField() {
 			if key := typ.Name() + "." + typ.Field(i).Name; !full[key] {

@@ -61,6 +61,14 @@ func (c *Config) clone() *Config {
 		m := &out.Routes[i].Match
 		m.Methods = slices.Clone(m.Methods)
 		m.Headers = maps.Clone(m.Headers)
+		if a := out.Routes[i].Aggregate; a != nil {
+			cp := *a
+			cp.Parts = slices.Clone(a.Parts)
+			for j := range cp.Parts {
+				cp.Parts[j].Needs = slices.Clone(cp.Parts[j].Needs)
+			}
+			out.Routes[i].Aggregate = &cp
+		}
 	}
 	if c.Discovery.Consul != nil {
 		cc := *c.Discovery.Consul

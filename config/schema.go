@@ -190,8 +190,10 @@ func schemaDefaults() map[string]map[string]any {
 			"max_ejection_time":    DefaultMaxEjectionTime.String(),
 			"max_ejection_percent": DefaultMaxEjectionPercent,
 		},
-		"LoadBalancer": {"policy": DefaultPolicy},
-		"Route":        {"timeout": Duration(0).String(), "retry_non_idempotent": false},
+		"LoadBalancer":  {"policy": DefaultPolicy},
+		"Route":         {"timeout": Duration(0).String(), "retry_non_idempotent": false},
+		"Aggregate":     {"timeout": DefaultAggregateTimeout.String()},
+		"AggregatePart": {"optional": false},
 		"Timeouts": {
 			"connect":         DefaultConnectTimeout.String(),
 			"response_header": DefaultResponseHeaderTimeout.String(),
@@ -344,6 +346,8 @@ func refineSchema(s *jsonschema.Schema) error {
 	}
 	stripOn := &jsonschema.Schema{Required: []string{"strip_prefix"}, Properties: jsonschema.NewProperties()}
 	stripOn.Properties.Set("strip_prefix", &jsonschema.Schema{Const: true})
+	retryOn := &jsonschema.Schema{Required: []string{"retry_non_idempotent"}, Properties: jsonschema.NewProperties()}
+	retryOn.Properties.Set("retry_non_idempotent", &jsonschema.Schema{Const: true})
 	noExactPath := &jsonschema.Schema{Properties: jsonschema.NewProperties()}
 	noExactPath.Properties.Set("match", &jsonschema.Schema{Not: required("path")})
 	route.AllOf = []*jsonschema.Schema{
@@ -351,7 +355,14 @@ func refineSchema(s *jsonschema.Schema) error {
 		{Not: &jsonschema.Schema{AllOf: []*jsonschema.Schema{stripOn, required("rewrite_prefix")}}},
 		// Both need a prefix match, not an exact path.
 		{If: &jsonschema.Schema{AnyOf: []*jsonschema.Schema{stripOn, required("rewrite_prefix")}}, Then: noExactPath},
+		// An aggregate route calls its parts; what only applies to
+		// forwarding does not apply to it.
+		{If: required("aggregate"), Then: &jsonschema.Schema{Not: &jsonschema.Schema{AnyOf: []*jsonschema.Schema{
+			stripOn, required("rewrite_prefix"), retryOn,
+		}}}},
 	}
+	// A route forwards to a service or aggregates, never both.
+	route.OneOf = []*jsonschema.Schema{required("service"), required("aggregate")}
 	return nil
 }
 

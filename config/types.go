@@ -496,7 +496,13 @@ type Route struct {
 	RewritePrefix string `yaml:"rewrite_prefix,omitempty" json:"rewrite_prefix,omitempty" jsonschema:"pattern=^/[^?#]*$"`
 	// Service is the name of the target service, which must be declared
 	// under services (possibly without instances, for discovery to fill).
-	Service string `yaml:"service" json:"service" jsonschema:"required,minLength=1"`
+	// A route has exactly one of service and aggregate.
+	Service string `yaml:"service,omitempty" json:"service,omitempty" jsonschema:"minLength=1"`
+	// Aggregate answers the route's requests by calling other routes and
+	// merging their JSON answers into one object, instead of forwarding to
+	// a service. Exclusive with service, strip_prefix, rewrite_prefix and
+	// retry_non_idempotent; only GET and HEAD are accepted.
+	Aggregate *Aggregate `yaml:"aggregate,omitempty" json:"aggregate,omitempty"`
 	// Timeout bounds the whole request, retries and back-off included, up
 	// to the response headers; past it the client gets 504. 0-1h; 0 (the
 	// default): only the per-try timeouts apply.
@@ -527,4 +533,43 @@ type Match struct {
 	// Headers must all be present with exactly these values. Header names
 	// are case-insensitive.
 	Headers map[string]string `yaml:"headers,omitempty" json:"headers,omitempty"`
+}
+
+// Aggregate composes one JSON answer from several calls. Each part is a
+// GET sub-request routed by the same routes as a client request (with
+// their policies, retries and breakers), carrying the client's headers.
+// Parts without needs run at once, in parallel; a part runs once every
+// part it needs has succeeded. The answer is an object with each part's
+// JSON under its name.
+type Aggregate struct {
+	// Timeout bounds the whole aggregation; parts still running when it
+	// fires fail. Greater than 0, at most 1h. Default 10s.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Parts are the calls, at least one.
+	Parts []AggregatePart `yaml:"parts" json:"parts" jsonschema:"required,minItems=1"`
+}
+
+// AggregatePart is one call of an aggregate (or one call per path, when
+// its path expression gives a list).
+type AggregatePart struct {
+	// Name is the part's field in the answer and in .parts of later
+	// parts' expressions: a lower-case letter or "_", then lower-case
+	// letters, digits and "_". Unique in the route.
+	Name string `yaml:"name" json:"name" jsonschema:"required,pattern=^[a-z_][a-z0-9_]*$"`
+	// Path is a jq expression (gojq) giving the path, with an optional
+	// query, to call: one string starting with "/", or a list of them (at
+	// most 64; one call each, the part's value is the list of answers in
+	// order). Its input is {"request": {"method", "path", "segments",
+	// "query", "headers"}, "parts": {name: value of each needed part}}.
+	Path string `yaml:"path" json:"path" jsonschema:"required,minLength=1"`
+	// Needs are parts that must succeed before this one runs; their
+	// values are in .parts. If one fails, this part is skipped.
+	Needs []string `yaml:"needs,omitempty" json:"needs,omitempty" jsonschema:"uniqueItems=true"`
+	// Timeout bounds each call of this part: greater than 0, at most the
+	// aggregate's timeout. Default: the aggregate's timeout.
+	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
+	// Optional parts may fail: the answer then has null for the part, its
+	// name in "_partial" and in the Meshgate-Partial header. A required
+	// part (the default) that fails makes the request fail with 502.
+	Optional bool `yaml:"optional,omitempty" json:"optional,omitempty"`
 }

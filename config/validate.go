@@ -413,7 +413,9 @@ func (v *validator) routes(c *Config, rp fpath) {
 		}
 
 		sp := p.field("service")
-		if r.Service == "" {
+		if r.Aggregate != nil {
+			v.aggregateRoute(&r, p)
+		} else if r.Service == "" {
 			v.missing(sp, "the name of a service declared under services")
 		} else if _, ok := c.Services[r.Service]; !ok && !v.servicesUnknown {
 			v.addf(sp, "unknown service %q; %s", r.Service, declared(c.Services))

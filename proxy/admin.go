@@ -5,11 +5,14 @@ import (
 	"net/http"
 	"sort"
 	"time"
+
+	"github.com/meshgate/meshgate/proxy/adminui"
 )
 
-// AdminHandler serves the admin listener: /livez, /readyz and the JSON
-// views under /admin/. extra handlers (for example /metrics) are mounted
-// as given.
+// AdminHandler serves the admin listener: /livez, /readyz, the JSON
+// views under /admin/ and the admin page at /admin/ui, which shows them
+// live in a browser. extra handlers (for example /metrics) are mounted as
+// given.
 func (g *Gateway) AdminHandler(extra map[string]http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
@@ -28,8 +31,13 @@ func (g *Gateway) AdminHandler(extra map[string]http.Handler) http.Handler {
 	mux.HandleFunc("GET /admin/config", g.adminConfig)
 	mux.HandleFunc("GET /admin/routes", g.adminRoutes)
 	mux.HandleFunc("GET /admin/instances", g.adminInstances)
+	// The page answers on /admin/ui itself (no redirect to /admin/ui/) and
+	// serves its assets under /admin/ui/; it answers other methods itself.
+	ui := adminui.Handler()
+	mux.Handle(adminui.Prefix, ui)
+	mux.Handle(adminui.Prefix+"/", ui)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "unknown admin endpoint; see /admin/config, /admin/routes, /admin/instances, /livez, /readyz")
+		writeError(w, http.StatusNotFound, "unknown admin endpoint; see /admin/ui (the admin page), /admin/config, /admin/routes, /admin/instances, /livez, /readyz")
 	})
 	for p, h := range extra {
 		mux.Handle(p, h)
@@ -78,7 +86,8 @@ type routeView struct {
 	Headers       map[string]string `json:"headers,omitempty"`
 	StripPrefix   bool              `json:"strip_prefix,omitempty"`
 	RewritePrefix string            `json:"rewrite_prefix,omitempty"`
-	Service       string            `json:"service"`
+	Service       string            `json:"service,omitempty"`
+	Parts         []string          `json:"parts,omitempty"` // an aggregate route's parts
 	Instances     int               `json:"instances"`
 	Precedence    int               `json:"precedence"`
 }
@@ -99,11 +108,17 @@ func (g *Gateway) adminRoutes(w http.ResponseWriter, r *http.Request) {
 	views := make([]routeView, 0, len(ordered))
 	for i, rte := range ordered {
 		m := rte.Config.Match
-		views = append(views, routeView{
+		v := routeView{
 			Name: rte.Name, Host: m.Host, Path: m.Path, PathPrefix: rte.prefix, Methods: m.Methods,
 			Headers: m.Headers, StripPrefix: rte.Config.StripPrefix, RewritePrefix: rte.Config.RewritePrefix,
 			Service: rte.upstream.name, Instances: len(rte.upstream.endpoints), Precedence: i + 1,
-		})
+		}
+		if rte.agg != nil {
+			for _, p := range rte.agg.parts {
+				v.Parts = append(v.Parts, p.name)
+			}
+		}
+		views = append(views, v)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"routes": views})
 }

@@ -75,19 +75,33 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeErrorTrace(w, ctx, status, msgBodyTooLarge)
 		return
 	}
-	if rte.chain != nil {
-		g.serveChain(ctx, w, r, t, rte, info, &status)
-		return
-	}
-	var abort bool
-	status, abort = g.serveRoute(ctx, w, r, t, rte, info)
-	if abort {
+	if g.serveRouted(ctx, w, r, t, rte, info, &status) {
 		// The client must not take what net/http would send after this
 		// handler for an answer: a response cut short would end as if
 		// complete, and a client that only half-closed its side would read
 		// "200 OK" with an empty body. The connection is closed instead (the
 		// stream reset, over HTTP/2).
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// serveRouted serves a routed request: through the route's policy chain
+// when it has one, then by its aggregate or its service. Client requests
+// and an aggregate's sub-requests both go this way. *status is the status
+// the client got, set also when a policy chain aborts the response (by
+// panicking with http.ErrAbortHandler); abort reports that the response
+// was cut short and the connection must be closed. info may be nil.
+func (g *Gateway) serveRouted(ctx context.Context, w http.ResponseWriter, r *http.Request, t *table, rte *Route, info *requestInfo, status *int) (abort bool) {
+	switch {
+	case rte.chain != nil:
+		g.serveChain(ctx, w, r, t, rte, info, status)
+		return false
+	case rte.agg != nil:
+		*status, abort = g.serveAggregate(ctx, w, r, t, rte)
+		return abort
+	default:
+		*status, abort = g.serveRoute(ctx, w, r, t, rte, info)
+		return abort
 	}
 }
 

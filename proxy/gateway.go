@@ -52,6 +52,9 @@ type Options struct {
 	// Metrics, when set, records http.server.request.duration,
 	// http.client.request.duration and http.server.active_requests.
 	Metrics *telemetry.HTTPMetrics
+	// AggregateMetrics, when set, counts the requests of aggregate routes
+	// and their parts by result.
+	AggregateMetrics *telemetry.AggregateMetrics
 }
 
 // Gateway is the request handler of the traffic listeners. Its zero value
@@ -63,6 +66,7 @@ type Gateway struct {
 	obs    resilience.Observer
 	tr     tracing
 	met    *telemetry.HTTPMetrics
+	aggMet *telemetry.AggregateMetrics
 	access *slog.Logger
 
 	table    atomic.Pointer[table]
@@ -125,6 +129,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		obs:        opts.Observer,
 		tr:         tracing{tracer: opts.Tracer, prop: opts.Propagator},
 		met:        opts.Metrics,
+		aggMet:     opts.AggregateMetrics,
 		access:     opts.AccessLog,
 		transports: make(map[string]*transportEntry),
 		states:     make(map[string]map[string]*endpointState),
@@ -267,6 +272,16 @@ func (g *Gateway) apply(cfg *config.Config, snap *discovery.Snapshot) error {
 	}
 	routes := make([]*Route, 0, len(cfg.Routes))
 	for i, rc := range cfg.Routes {
+		if rc.Aggregate != nil {
+			agg, err := compileAggregate(rc.Aggregate)
+			if err != nil {
+				return fmt.Errorf("route %q: %w", rc.Name, err)
+			}
+			rte := compileRoute(i, rc, &upstream{})
+			rte.agg = agg
+			routes = append(routes, rte)
+			continue
+		}
 		up := t.upstreams[rc.Service]
 		if up == nil {
 			return fmt.Errorf("route %q: unknown service %q", rc.Name, rc.Service)

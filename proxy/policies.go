@@ -133,7 +133,13 @@ func (e *routeEnd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if call == nil {
 		call = &chainCall{}
 	}
-	status, abort := e.g.serveRoute(r.Context(), w, r, e.t, e.rte, call.info)
+	var status int
+	var abort bool
+	if e.rte.agg != nil {
+		status, abort = e.g.serveAggregate(r.Context(), w, r, e.t, e.rte)
+	} else {
+		status, abort = e.g.serveRoute(r.Context(), w, r, e.t, e.rte, call.info)
+	}
 	call.reached, call.status = true, status
 	if abort {
 		panic(http.ErrAbortHandler) // see ServeHTTP

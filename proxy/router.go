@@ -32,6 +32,10 @@ type Route struct {
 	// chain runs the policies that apply to the route, ending in the
 	// upstream call; nil when none does.
 	chain http.Handler
+	// agg is the route's aggregate, nil for a route to a service. An
+	// aggregate route's upstream is an empty placeholder (no name, no
+	// instances) that nothing sends to.
+	agg *aggregate
 }
 
 // router finds the route of a request. Exact paths are looked up in a map;

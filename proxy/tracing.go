@@ -129,6 +129,17 @@ func (tr *tracing) startClient(ctx context.Context, r *http.Request, ep *endpoin
 	return ctx, span, h
 }
 
+// startPart starts the internal span of one part of an aggregate request,
+// "aggregate {part}", a child of the request's server span; the part's
+// sub-requests' client spans are its children. nil when tracing is off.
+func (tr *tracing) startPart(ctx context.Context, route, part string) (context.Context, trace.Span) {
+	if tr.tracer == nil {
+		return ctx, nil
+	}
+	return tr.tracer.Start(ctx, "aggregate "+part, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(
+		attribute.String("meshgate.aggregate.part", part), attribute.String("meshgate.aggregate.route", route)))
+}
+
 // event adds a resilience decision to the request's server span.
 // spanOf returns the recording span of ctx, or nil.
 func spanOf(ctx context.Context) trace.Span {

@@ -148,7 +148,9 @@ func consulWatchList(cfg *config.Config) []string {
 	seen := map[string]bool{}
 	var out []string
 	for _, r := range cfg.Routes {
-		if seen[r.Service] || len(cfg.Services[r.Service].Instances) > 0 {
+		// An aggregate route has no service of its own: its parts are
+		// routed like client requests.
+		if r.Service == "" || seen[r.Service] || len(cfg.Services[r.Service].Instances) > 0 {
 			continue
 		}
 		seen[r.Service] = true
@@ -256,7 +258,11 @@ func run(ctx context.Context, opts runOptions) error {
 	if err != nil {
 		return err
 	}
-	popts := proxy.Options{Logger: log, Store: store, Observer: observer, Metrics: httpMetrics}
+	aggMetrics, err := telemetry.NewAggregateMetrics(metrics.Meter())
+	if err != nil {
+		return err
+	}
+	popts := proxy.Options{Logger: log, Store: store, Observer: observer, Metrics: httpMetrics, AggregateMetrics: aggMetrics}
 	switch opts.accessLog {
 	case "stdout":
 		popts.AccessLog = slog.New(slog.NewJSONHandler(opts.stdout, nil))
