@@ -101,19 +101,26 @@ func freePort(t testing.TB) int {
 	}
 }
 
+// DevAgentArgs are the arguments of a `consul agent -dev` bound to
+// loopback on the given ports, with gRPC and DNS off; the local demo mesh
+// (deployments/mesh) runs its agent with them too.
+func DevAgentArgs(httpPort, serverPort, serfLANPort, serfWANPort int, node string) []string {
+	return []string{"agent", "-dev",
+		"-bind", "127.0.0.1", "-client", "127.0.0.1",
+		"-http-port", strconv.Itoa(httpPort),
+		"-server-port", strconv.Itoa(serverPort),
+		"-serf-lan-port", strconv.Itoa(serfLANPort),
+		"-serf-wan-port", strconv.Itoa(serfWANPort),
+		"-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1",
+		"-log-level", "warn",
+		"-node", node,
+	}
+}
+
 func (a *Agent) start() error {
 	a.mu.Lock()
 	a.log = &testproc.Output{}
-	a.cmd = exec.Command(a.bin, "agent", "-dev",
-		"-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", strconv.Itoa(a.ports[0]),
-		"-server-port", strconv.Itoa(a.ports[1]),
-		"-serf-lan-port", strconv.Itoa(a.ports[2]),
-		"-serf-wan-port", strconv.Itoa(a.ports[3]),
-		"-grpc-port", "-1", "-grpc-tls-port", "-1", "-dns-port", "-1",
-		"-log-level", "warn",
-		"-node", "meshgate-test",
-	)
+	a.cmd = exec.Command(a.bin, DevAgentArgs(a.ports[0], a.ports[1], a.ports[2], a.ports[3], "meshgate-test")...)
 	a.cmd.Stdout = a.log
 	a.cmd.Stderr = a.log
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -101,7 +101,15 @@ exporters:
 
 // config renders the Jaeger configuration for p.
 func (p ports) config() string {
-	return fmt.Sprintf(configTemplate, p.otlpGRPC, p.otlpHTTP, p.queryHTTP, p.queryGRPC, p.health)
+	return Config(p.otlpGRPC, p.otlpHTTP, p.queryHTTP, p.queryGRPC, p.health)
+}
+
+// Config is Jaeger v2's all-in-one configuration with memory storage and
+// every listener on loopback at the given ports: the OTLP receivers, the
+// query API and UI (HTTP and gRPC) and the health check. The local demo
+// mesh (deployments/mesh) runs Jaeger with it too.
+func Config(otlpGRPC, otlpHTTP, queryHTTP, queryGRPC, health int) string {
+	return fmt.Sprintf(configTemplate, otlpGRPC, otlpHTTP, queryHTTP, queryGRPC, health)
 }
 
 // writeConfig writes the configuration for p into dir and returns its path.
