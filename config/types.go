@@ -565,7 +565,7 @@ type AggregatePart struct {
 	// Needs are parts that must succeed before this one runs; their
 	// values are in .parts. If one fails, this part is skipped.
 	Needs []string `yaml:"needs,omitempty" json:"needs,omitempty" jsonschema:"uniqueItems=true"`
-	// Timeout bounds each call of this part: greater than 0, at most the
+	// Timeout bounds the part, all its calls together: greater than 0, at most the
 	// aggregate's timeout. Default: the aggregate's timeout.
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	// Optional parts may fail: the answer then has null for the part, its

@@ -12,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/itchyny/gojq"
 	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/policies"
 	"github.com/meshgate/meshgate/telemetry"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -38,6 +40,9 @@ const (
 	maxPartBody = 1 << 20
 	// maxPartPaths bounds the paths one part's expression may give.
 	maxPartPaths = 64
+	// maxPartTotal bounds the answers of all the calls of one list part
+	// together (4 MiB); more fails the part.
+	maxPartTotal = 4 << 20
 	// maxListConcurrency bounds the calls of one list part in flight.
 	maxListConcurrency = 8
 	// maxPathEval bounds the evaluation of a path expression, which is a
@@ -101,7 +106,15 @@ type partResult struct {
 	raw    []byte        // the JSON value, when ok
 	value  any           // raw decoded for jq, when ok and needed
 	reason string        // why it failed or was skipped
+	// timedOut is set when it failed for want of time (its own timeout or
+	// the aggregate's): the client gets 504 rather than 502.
+	timedOut bool
 }
+
+// partTimeout is the failure of a part that ran out of time.
+type partTimeout struct{ msg string }
+
+func (e partTimeout) Error() string { return e.msg }
 
 // aggregateRun is the state of one aggregate request.
 type aggregateRun struct {
@@ -172,8 +185,12 @@ func (g *Gateway) serveAggregate(ctx context.Context, w http.ResponseWriter, r *
 		if g.aggMet != nil {
 			g.aggMet.Request(ctx, route, telemetry.AggregateFailed)
 		}
-		writeErrorTrace(w, ctx, http.StatusBadGateway, fmt.Sprintf("required part %q failed: %s", p.name, res.reason))
-		return http.StatusBadGateway, false
+		status := http.StatusBadGateway
+		if res.timedOut {
+			status = http.StatusGatewayTimeout // as for any upstream that did not answer in time
+		}
+		writeErrorTrace(w, ctx, status, fmt.Sprintf("required part %q failed: %s", p.name, res.reason))
+		return status, false
 	}
 
 	var b bytes.Buffer
@@ -247,6 +264,7 @@ func (run *aggregateRun) part(ctx context.Context, i int) {
 	raw, value, err := run.call(ctx, span, p)
 	if err != nil {
 		res.result, res.reason = telemetry.PartFailed, err.Error()
+		res.timedOut = errors.As(err, new(partTimeout))
 		if !p.optional {
 			run.fail(i)
 		}
@@ -288,12 +306,15 @@ func (run *aggregateRun) call(ctx context.Context, span trace.Span, p *aggPart) 
 		}
 		return raw, value, nil
 	}
-	// One call per path, a few at a time; the value is the list of the
-	// answers in the order of the paths.
+	// One call per path, a few at a time, all within the part's timeout;
+	// the value is the list of the answers in the order of the paths.
 	raws := make([][]byte, len(paths))
 	errs := make([]error, len(paths))
-	lctx, cancel := context.WithCancelCause(ctx)
+	pctx, stop := context.WithTimeout(ctx, p.timeout)
+	defer stop()
+	lctx, cancel := context.WithCancelCause(pctx)
 	defer cancel(nil)
+	var total atomic.Int64
 	sem := make(chan struct{}, maxListConcurrency)
 	var wg sync.WaitGroup
 	for k, path := range paths {
@@ -303,11 +324,14 @@ func (run *aggregateRun) call(ctx context.Context, span trace.Span, p *aggPart) 
 			select {
 			case sem <- struct{}{}:
 			case <-lctx.Done():
-				errs[k] = run.cancelled(p, ctx)
+				errs[k] = run.cancelled(p, lctx)
 				return
 			}
 			defer func() { <-sem }()
 			raws[k], errs[k] = run.get(lctx, span, p, path)
+			if errs[k] == nil && total.Add(int64(len(raws[k]))) > maxPartTotal {
+				errs[k] = fmt.Errorf("the answers of the part's %d calls exceed %d MiB together", len(paths), maxPartTotal>>20)
+			}
 			if errs[k] != nil {
 				cancel(errSiblingFailed) // one failed call fails the part
 			}
@@ -351,7 +375,7 @@ func (run *aggregateRun) cancelled(p *aggPart, partCtx context.Context) error {
 	if partCtx.Err() != nil {
 		return run.ended(partCtx)
 	}
-	return fmt.Errorf("timed out after %s", p.timeout)
+	return partTimeout{fmt.Sprintf("timed out after %s", p.timeout)}
 }
 
 // ended explains why the aggregate's context ended.
@@ -362,7 +386,7 @@ func (run *aggregateRun) ended(ctx context.Context) error {
 	case errors.Is(cause, errRequiredFailed):
 		return errors.New("cancelled: a required part failed")
 	case errors.Is(cause, context.DeadlineExceeded):
-		return fmt.Errorf("the aggregate timed out after %s", run.agg.timeout)
+		return partTimeout{fmt.Sprintf("the aggregate timed out after %s", run.agg.timeout)}
 	default:
 		return errors.New("cancelled: the client went away")
 	}
@@ -419,13 +443,21 @@ func (run *aggregateRun) paths(ctx context.Context, p *aggPart) (paths []string,
 	}
 }
 
-// checkPartPath accepts an absolute path with an optional query.
+// checkPartPath accepts an absolute path, in normal form, with an
+// optional query. A path that normalisation would change (dot segments,
+// repeated or encoded slashes) is refused rather than sent: a value from
+// the request or an answer, spliced in without @uri, must not steer the
+// call to another route than the one the expression names.
 func checkPartPath(s string) error {
 	if !strings.HasPrefix(s, "/") {
 		return fmt.Errorf("path expression gave %q, want a path starting with /", s)
 	}
 	if strings.ContainsAny(s, "#\r\n") {
 		return fmt.Errorf("path expression gave %q, want a path without # or line breaks", s)
+	}
+	path, _, _ := strings.Cut(s, "?")
+	if n, err := policies.NormalizePath(path, policies.EscapedSlashesReject, true); err != nil || n != path {
+		return fmt.Errorf("path expression gave %q, which is not a normalised path (dot segments, repeated or encoded slashes); escape values with @uri", s)
 	}
 	return nil
 }
@@ -537,6 +569,8 @@ func (run *aggregateRun) subRequest(ctx context.Context, path string) (*http.Req
 	for _, k := range subHeaderDrop {
 		delete(h, k)
 	}
+	// The part is parsed as JSON whatever the client accepts.
+	h["Accept"] = []string{"application/json"}
 	sub := &http.Request{
 		Method: http.MethodGet, URL: u, RequestURI: u.RequestURI(),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
@@ -545,11 +579,15 @@ func (run *aggregateRun) subRequest(ctx context.Context, path string) (*http.Req
 	return sub.WithContext(ctx), nil
 }
 
-// requestInput is .request of the path expressions: method, path, its
-// segments, the first value of each query parameter and the header with
-// lower-case names and values joined by ", ".
+// requestInput is .request of the path expressions: method, the path and
+// its segments in escaped (URL) form, the first value of each query
+// parameter (decoded: escape it with @uri) and the header with lower-case
+// names and values joined by ", ".
 func requestInput(r *http.Request) map[string]any {
-	path := r.URL.Path
+	// The escaped form, so that a segment spliced into a part's path stays
+	// one segment: "7%3Fadmin=1" cannot become a query, nor "%2E%2E" a
+	// step up.
+	path := r.URL.EscapedPath()
 	segs := make([]any, 0, 4)
 	for s := range strings.SplitSeq(path, "/") {
 		if s != "" {

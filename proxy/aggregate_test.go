@@ -288,15 +288,19 @@ func TestAggregateRequiredPartFails(t *testing.T) {
         - {name: slow, path: '"/users/slow"'}
         - {name: user, needs: [order], path: '"/users/\(.parts.order.user_id)"'}
 `, "")))
-	tests := []struct{ path, want string }{
-		{"/views/orders/99", `required part \"order\" failed: GET /orders/99 answered 404`},
-		{"/views/orders/8", `required part \"order\" failed: timed out after 200ms`},
+	tests := []struct {
+		path, want string
+		status     int
+	}{
+		{"/views/orders/99", `required part \"order\" failed: GET /orders/99 answered 404`, 502},
+		// Out of time is a gateway timeout, as for any upstream.
+		{"/views/orders/8", `required part \"order\" failed: timed out after 200ms`, 504},
 	}
 	for _, tc := range tests {
 		start := time.Now()
 		res, m := getJSON(t, h.front.URL, tc.path, nil)
-		if res.StatusCode != 502 || m["status"] != 502.0 || res.Header.Get("Content-Type") != "application/json" {
-			t.Errorf("GET %s: %d %v, want a 502 JSON error", tc.path, res.StatusCode, m)
+		if res.StatusCode != tc.status || m["status"] != float64(tc.status) || res.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("GET %s: %d %v, want a %d JSON error", tc.path, res.StatusCode, m, tc.status)
 		}
 		if got, _ := json.Marshal(m["error"]); !strings.Contains(string(got), tc.want) {
 			t.Errorf("GET %s: error %s, want %s", tc.path, got, tc.want)
@@ -738,5 +742,61 @@ func BenchmarkAggregate(b *testing.B) {
 		if res.StatusCode != 200 {
 			b.Fatal(res.StatusCode)
 		}
+	}
+}
+
+// TestAggregatePathsStayInTheirSegment: what a client puts in a path
+// segment stays one segment of the part's path; it cannot add a query or
+// step up to another route. A path that normalisation would change is
+// refused rather than sent.
+func TestAggregatePathsStayInTheirSegment(t *testing.T) {
+	t.Parallel()
+	answers := shopAnswers()
+	answers["/"] = answer{body: `{"root": true}`}
+	answers["/orders/7?admin=1"] = answer{body: `{"id": 7, "admin": true, "user_id": 1, "product_ids": []}`}
+	answers["/orders/5"] = answer{body: `{"id": 5, "user_id": "../admin", "product_ids": []}`}
+	back := newJSONBackend(t, answers)
+	h := newHarness(t, parseConfig(t, aggConfig(t, back, exampleParts+`
+        - {name: owner, needs: [order], path: '"/users/\(.parts.order.user_id)"', optional: true}
+`, `
+  - {name: root, match: {path_prefix: /}, service: orders}
+`)))
+	for _, tc := range []struct{ path, want string }{
+		{"/views/orders/7%3Fadmin=1", `GET /orders/7%3Fadmin=1 answered 404`},
+		{"/views/orders/%252e%252e", `GET /orders/%252e%252e answered 404`},
+	} {
+		res, m := getJSON(t, h.front.URL, tc.path, nil)
+		if res.StatusCode != 502 || !strings.Contains(fmt.Sprint(m["error"]), tc.want) {
+			t.Errorf("GET %s: %d %v, want 502 with %q", tc.path, res.StatusCode, m, tc.want)
+		}
+	}
+	// A value of an answer that would step out of its segment: the part
+	// fails without a call.
+	res, m := getJSON(t, h.front.URL, "/views/orders/5", nil)
+	if res.StatusCode != 200 || m["owner"] != nil || !strings.Contains(fmt.Sprint(m["_partial"]), "owner") {
+		t.Errorf("GET /views/orders/5: %d %v, want the owner part missing", res.StatusCode, m)
+	}
+	back.mu.Lock()
+	defer back.mu.Unlock()
+	if _, ok := back.headers["/"]; ok {
+		t.Errorf("a part reached the catch-all route's root")
+	}
+}
+
+// TestAggregateTimeoutIs504: when the aggregate's own timeout ends a
+// required part, the client gets 504.
+func TestAggregateTimeoutIs504(t *testing.T) {
+	t.Parallel()
+	answers := shopAnswers()
+	answers["/orders/7"] = answer{body: `{}`, delay: 3 * time.Second}
+	back := newJSONBackend(t, answers)
+	h := newHarness(t, parseConfig(t, aggConfig(t, back, exampleParts, "")))
+	start := time.Now()
+	res, m := getJSON(t, h.front.URL, "/views/orders/7", nil)
+	if res.StatusCode != 504 || !strings.Contains(fmt.Sprint(m["error"]), "the aggregate timed out after 2s") {
+		t.Errorf("%d %v, want 504 naming the aggregate's timeout", res.StatusCode, m)
+	}
+	if took := time.Since(start); took > 2800*time.Millisecond {
+		t.Errorf("took %s; the aggregate timeout is 2s", took)
 	}
 }

@@ -25,7 +25,9 @@ type proc struct {
 
 // startProc starts bin with args, its output appended to dir/logs/name.log,
 // in its own process group so that Ctrl-C on the supervisor reaches only
-// the supervisor, which then stops everything in order.
+// the supervisor, which then stops everything in order. Should the
+// supervisor die without stopping them (killed, crashed), the children get
+// SIGTERM from the kernel (procAttr), so no mesh is left holding the ports.
 func startProc(dir, name, bin string, env []string, args ...string) (*proc, error) {
 	logs := filepath.Join(dir, "logs")
 	if err := os.MkdirAll(logs, 0o755); err != nil {
@@ -39,7 +41,7 @@ func startProc(dir, name, bin string, env []string, args ...string) (*proc, erro
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)

@@ -42,7 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		*dir = d
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP too: a closed terminal must not leave the mesh running.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	fmt.Fprintf(stdout, "meshgate-mesh: starting Consul, Jaeger, the demo services, their sidecars and the edge (logs in %s/logs) ...\n", *dir)
 	m, err := mesh.Start(ctx, mesh.Options{BinDir: *bin, Dir: *dir, FixedPorts: !*free})
