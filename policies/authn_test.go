@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/internal/testproc"
 )
 
 // authnNow is the clock of the authn tests.
@@ -28,7 +29,7 @@ var authnNow = time.Unix(1_700_000_000, 0)
 
 // authnEnv returns an Env with the test clock and a logger into buf (nil:
 // discard).
-func authnEnv(buf *authnLogBuf) *Env {
+func authnEnv(buf *testproc.Output) *Env {
 	var lg *slog.Logger
 	if buf != nil {
 		lg = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -36,24 +37,6 @@ func authnEnv(buf *authnLogBuf) *Env {
 		lg = slog.New(slog.DiscardHandler)
 	}
 	return &Env{Logger: lg, Now: func() time.Time { return authnNow }}
-}
-
-// authnLogBuf is a log destination safe for concurrent writes.
-type authnLogBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *authnLogBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *authnLogBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // authnCompile compiles one policy file in dir (written with files) and

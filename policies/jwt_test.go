@@ -25,6 +25,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 	"go.uber.org/goleak"
+
+	"github.com/meshgate/meshgate/internal/testproc"
 )
 
 const authnIssuer = "https://issuer.example"
@@ -564,7 +566,7 @@ func TestAuthnJWKSDownAtStart(t *testing.T) {
 	k := authnTestKeys(t)
 	srv := newAuthnJWKSServer(t, k.jwks(t, k.rsaA), 0)
 	srv.down.Store(true)
-	var logs authnLogBuf
+	var logs testproc.Output
 	start := time.Now()
 	h := authnChain(t, authnJWKSYAML(srv.URL, "5m", "1s"), authnEnv(&logs), nil, nil)
 	if d := time.Since(start); d > 4*time.Second {

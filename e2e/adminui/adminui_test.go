@@ -5,7 +5,6 @@
 package adminui
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/internal/testproc"
 	"github.com/meshgate/meshgate/proxy"
 )
 
@@ -155,7 +155,7 @@ func TestPageShowsAKilledInstance(t *testing.T) {
 	// and must not carry a timeout of its own (chromedp.Run docs).
 	deadline, stopDeadline := context.WithTimeout(context.Background(), 30*time.Second)
 	defer stopDeadline()
-	browserLog := &lockedBuffer{}
+	browserLog := &testproc.Output{}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -182,7 +182,7 @@ func TestPageShowsAKilledInstance(t *testing.T) {
 		t.Helper()
 		states, _ := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](rowStates))
 		banner, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("error-banner").textContent`))
-		t.Fatalf(format+"\nrows on the page: %v\nbanner: %q\nbrowser output:\n%s", append(args, states, banner, browserLog.String())...)
+		t.Fatalf(format+"\nrows on the page: %v\nbanner: %q\nbrowser output:\n%s", append(args, states, banner, browserLog.Tail(4<<10))...)
 	}
 	// waitFor polls a predicate in the page, bounded by within.
 	waitFor := func(what, predicate string, within time.Duration) {
@@ -194,7 +194,7 @@ func TestPageShowsAKilledInstance(t *testing.T) {
 	}
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(g.admin+"/admin/ui")); err != nil {
-		t.Fatalf("opening %s/admin/ui: %v\nbrowser output:\n%s", g.admin, err, browserLog.String())
+		t.Fatalf("opening %s/admin/ui: %v\nbrowser output:\n%s", g.admin, err, browserLog.Tail(4<<10))
 	}
 	waitFor("both instances healthy",
 		`document.querySelector('tr[data-instance="shop-a"]')?.dataset.state === "healthy" && `+
@@ -348,28 +348,4 @@ func TestPageServedByTheAdminListener(t *testing.T) {
 	if res.StatusCode != 404 || !strings.Contains(string(body), "/admin/ui") {
 		t.Errorf("unknown admin path: status %d, body %s; want 404 naming /admin/ui", res.StatusCode, body)
 	}
-}
-
-// lockedBuffer keeps the browser's output; its output goroutine writes
-// while the test may read.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns the last 4 KiB of output, where a crash shows.
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.b.Bytes()
-	if len(b) > 4<<10 {
-		b = b[len(b)-4<<10:]
-	}
-	return string(b)
 }

@@ -55,6 +55,17 @@ func (o *Output) String() string {
 	return o.b.String()
 }
 
+// Tail returns the last n bytes written, where a crash shows.
+func (o *Output) Tail(n int) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := o.b.Bytes()
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
 // RawGet sends "GET path HTTP/1.1" to addr with the path exactly as given
 // (Go's client would clean or escape some of the paths tests need, such
 // as "/public/../admin" or "/admin%2F..") and returns the status and body.
