@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/probe"
 )
 
 func TestProbe(t *testing.T) {
@@ -45,7 +47,7 @@ func TestProbe(t *testing.T) {
 		"ready":       {[]string{srv.URL + "/readyz"}, 0, "GET " + srv.URL + "/readyz: 200 OK", "", time.Second},
 		"not ready":   {[]string{srv.URL + "/draining"}, 1, "503 Service Unavailable", "", time.Second},
 		"no answer":   {[]string{srv.URL + "/hangup"}, 1, "", "GET " + srv.URL + "/hangup: ", time.Second},
-		"too slow":    {[]string{srv.URL + "/slow"}, 1, "", "context deadline exceeded", probeTimeout + time.Second},
+		"too slow":    {[]string{srv.URL + "/slow"}, 1, "", "context deadline exceeded", probe.Timeout + time.Second},
 		"not a URL":   {[]string{"127.0.0.1:9901/readyz"}, 1, "", `invalid URL "127.0.0.1:9901/readyz"`, time.Second},
 		"no argument": {nil, 1, "", "accepts 1 arg(s), received 0", time.Second},
 	}

@@ -214,7 +214,7 @@ func cli(args []string, stderr io.Writer) int {
 		case "token":
 			return mintToken(args[1:], os.Stdout, stderr)
 		case "probe":
-			return probe(args[1:], os.Stdout, stderr)
+			return probeCmd(args[1:], os.Stdout, stderr)
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

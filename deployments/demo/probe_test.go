@@ -100,7 +100,7 @@ func TestProbe(t *testing.T) {
 		"2xx":             {[]string{srv.URL + "/healthz"}, 0, "204 No Content", ""},
 		"redirect to 2xx": {[]string{srv.URL + "/redirect"}, 0, "204 No Content", ""},
 		"503":             {[]string{srv.URL + "/readyz"}, 1, "503 Service Unavailable", ""},
-		"no answer":       {[]string{hangup + "/healthz"}, 1, "", "probe: GET " + hangup + "/healthz: "},
+		"no answer":       {[]string{hangup + "/healthz"}, 1, "", "GET " + hangup + "/healthz: "},
 		"no URL":          {nil, 2, "", "Usage: meshgate-demo probe URL"},
 		"two URLs":        {[]string{srv.URL, srv.URL}, 2, "", "Usage: meshgate-demo probe URL"},
 		"not a URL":       {[]string{"localhost:9000"}, 2, "", `invalid URL "localhost:9000"`},
@@ -109,7 +109,7 @@ func TestProbe(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr testproc.Output
-			if got := probe(tt.args, &stdout, &stderr); got != tt.status {
+			if got := probeCmd(tt.args, &stdout, &stderr); got != tt.status {
 				t.Errorf("exit status = %d, want %d; stdout %q, stderr %q", got, tt.status, stdout.String(), stderr.String())
 			}
 			if !strings.Contains(stdout.String(), tt.out) || !strings.Contains(stderr.String(), tt.error) {
