@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/discovery/consultest"
 	"github.com/meshgate/meshgate/internal/testproc"
 	"github.com/meshgate/meshgate/policies"
 	"github.com/meshgate/meshgate/policies/redistest"
@@ -582,5 +583,66 @@ func TestConfigReloadKeepsPoliciesInStep(t *testing.T) {
 	p.waitLog(t, "policies reloaded")
 	if status, _ := rawGet(t, p.traffic, "/admin/x"); status != 403 {
 		t.Errorf("after SIGHUP /admin/x: %d, want 403", status)
+	}
+}
+
+// kvPut stores value under key in the agent's KV store.
+func kvPut(t *testing.T, agent, key, value string) {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", "http://"+agent+"/v1/kv/"+key, strings.NewReader(value))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("PUT /v1/kv/%s: %s", key, res.Status)
+	}
+}
+
+// TestPoliciesFromConsulKV keeps policies in a real Consul agent's KV
+// store: meshgate reads them before it serves, follows changes through
+// its blocking query, and keeps the last good set when a document breaks.
+func TestPoliciesFromConsulKV(t *testing.T) {
+	agent := consultest.Start(t)
+	public, admin := named("public", 0), named("admin", 0)
+	defer public.Close()
+	defer admin.Close()
+	lock := func(def string) string {
+		return "policies:\n  - name: lock\n    applies_to: {routes: [admin]}\n    authz: {default: " + def + ", rules: []}\n"
+	}
+	kvPut(t, agent.Addr, "meshgate/policies/admin.yaml", lock("deny"))
+	ph, pp := hostPort(public)
+	ah, ap := hostPort(admin)
+	cfgPath := filepath.Join(t.TempDir(), "meshgate.yaml")
+	writeFile(t, cfgPath, fmt.Sprintf(`listeners: [{name: http, address: "127.0.0.1:0"}]
+admin: {address: "127.0.0.1:0"}
+services:
+  public: {instances: [{address: %s, port: %s}]}
+  admin: {instances: [{address: %s, port: %s}]}
+routes:
+  - {name: admin, match: {path_prefix: /admin}, service: admin}
+  - {name: public, match: {path_prefix: /}, service: public}
+discovery:
+  consul: {address: %q, wait: 30s, min_interval: 10ms}
+policies: {consul_kv_prefix: meshgate/policies}
+`, ph, pp, ah, ap, agent.Addr))
+	p := startMeshgate(t, "run", "--config", cfgPath)
+	p.waitReady(t)
+	// In force from the first request: meshgate read the KV before serving.
+	if status, _ := rawGet(t, p.traffic, "/admin/x"); status != 403 {
+		t.Fatalf("/admin/x: %d, want 403 from the policy in KV", status)
+	}
+	kvPut(t, agent.Addr, "meshgate/policies/admin.yaml", lock("allow"))
+	waitUntil(t, func() bool { status, _ := rawGet(t, p.traffic, "/admin/x"); return status == 200 })
+
+	// A broken document: refused, reported with its KV name, last good kept.
+	kvPut(t, agent.Addr, "meshgate/policies/broken.yaml", "policies:\n  - name: x\n    applies_to: {all: true}\n    authz: {default: maybe}\n")
+	m := p.waitLog(t, "policy reload failed; keeping the policies in force")
+	if e, _ := m["error"].(string); !strings.Contains(e, "consul:meshgate/policies/broken.yaml:4: policies[0].authz.default") {
+		t.Errorf("reload error %q does not name the KV document and line", e)
+	}
+	if status, _ := rawGet(t, p.traffic, "/admin/x"); status != 200 {
+		t.Errorf("after the broken document /admin/x: %d, want 200 (the last good set)", status)
 	}
 }

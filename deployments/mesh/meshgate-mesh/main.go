@@ -66,6 +66,7 @@ The mesh is up. Try:
   curl -s http://%[1]s/views/orders/1        # one request: order + customer + products, aggregated by the edge
   curl -s http://%[1]s/products              # balanced over the products instances (see X-Instance)
   Jaeger UI     http://%[3]s/search?service=edge   (the trace of each request, every hop and part)
+  Jaeger API    http://%[3]s/api/traces?service=edge&limit=5
   Consul UI     http://%[4]s/ui/dc1/services   (each instance registered by its sidecar)
   edge admin    http://%[2]s/admin/ui   http://%[2]s/admin/routes   http://%[2]s/admin/instances
 `, m.Edge, m.EdgeAdmin, m.Jaeger, m.Consul)
