@@ -33,8 +33,9 @@ type Route struct {
 	// upstream call; nil when none does.
 	chain http.Handler
 	// agg is the route's aggregate, nil for a route to a service. An
-	// aggregate route's upstream is an empty placeholder (no name, no
-	// instances) that nothing sends to.
+	// aggregate route's upstream is empty (no name, no instances) and
+	// nothing sends to it; it keeps the logs and metrics that name a
+	// route's service free of a special case.
 	agg *aggregate
 }
 
