@@ -10,6 +10,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshgate/meshgate/internal/testproc"
 )
 
 const schemaFile = "meshgate.schema.json"
@@ -22,19 +24,7 @@ func TestSchemaUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *update {
-		if err := os.WriteFile(schemaFile, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(schemaFile)
-	if err != nil {
-		t.Fatalf("%v (run make schema)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s is stale; run make schema (go test ./config -run TestSchemaUpToDate -update)", schemaFile)
-	}
+	testproc.CheckGenerated(t, schemaFile, got, *update)
 }
 
 func TestSchemaHasDescriptions(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/meshgate/meshgate/internal/testproc"
 )
 
 var updateSchema = flag.Bool("update-schema", false, "rewrite policy.schema.json")
@@ -23,19 +25,7 @@ func TestSchemaUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *updateSchema {
-		if err := os.WriteFile(schemaFile, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(schemaFile)
-	if err != nil {
-		t.Fatalf("%v (run make schema)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s is stale; run make schema", schemaFile)
-	}
+	testproc.CheckGenerated(t, schemaFile, got, *updateSchema)
 }
 
 // TestSchemaAcceptsExamples checks the example policies of deployments/
