@@ -296,9 +296,9 @@ func jsonRename(v any, n *jsonNode) {
 	}
 }
 
-// jsonIsJSON reports whether a Content-Type is application/json or a
-// +json type.
-func jsonIsJSON(ct string) bool {
+// IsJSON reports whether a Content-Type is application/json or a +json
+// type (RFC 6839). JSON transforms and aggregate parts use it.
+func IsJSON(ct string) bool {
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
@@ -366,7 +366,7 @@ func (w *jsonWriter) WriteHeader(code int) {
 		return
 	}
 	h := w.rw.Header()
-	if jsonIsJSON(h.Get("Content-Type")) {
+	if IsJSON(h.Get("Content-Type")) {
 		switch {
 		case w.r.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified:
 			// No body to change; the length and validators of a HEAD

@@ -54,21 +54,23 @@ func (s *requestSelector) match(r *http.Request) bool {
 	}
 	if len(s.prefixes) > 0 || len(s.paths) > 0 {
 		p := r.URL.Path
-		if !slices.Contains(s.paths, p) && !slices.ContainsFunc(s.prefixes, func(pre string) bool { return hasPathPrefix(p, pre) }) {
+		if !slices.Contains(s.paths, p) && !slices.ContainsFunc(s.prefixes, func(pre string) bool { return HasPathPrefix(p, pre) }) {
 			return false
 		}
 	}
 	return true
 }
 
-// hasPathPrefix reports whether path starts with the whole segments of
+// HasPathPrefix reports whether path starts with the whole segments of
 // prefix: "/admin" matches "/admin" and "/admin/x" but not
-// "/administrator". A prefix of "/" matches every path.
-func hasPathPrefix(path, prefix string) bool {
+// "/administrator"; a prefix ending in "/" (and so "/") matches every path
+// below it. Routes (proxy/router.go) and policies match prefixes with it,
+// so that a route and a rule on the same prefix take the same requests.
+func HasPathPrefix(path, prefix string) bool {
 	if !strings.HasPrefix(path, prefix) {
 		return false
 	}
-	return len(path) == len(prefix) || prefix == "/" || path[len(prefix)] == '/' || strings.HasSuffix(prefix, "/")
+	return len(path) == len(prefix) || prefix[len(prefix)-1] == '/' || path[len(prefix)] == '/'
 }
 
 // hostMatcher matches a request's host, without its port and case-

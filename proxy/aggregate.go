@@ -539,7 +539,7 @@ func (run *aggregateRun) get(ctx context.Context, span trace.Span, p *aggPart, p
 		return nil, fmt.Errorf("GET %s: the answer was cut short", path)
 	case cw.code < 200 || cw.code > 299:
 		return nil, fmt.Errorf("GET %s answered %d", path, cw.code)
-	case !isJSONType(cw.header.Get("Content-Type")):
+	case !policies.IsJSON(cw.header.Get("Content-Type")):
 		return nil, fmt.Errorf("GET %s answered %s, want JSON", path, contentTypeText(cw.header.Get("Content-Type")))
 	case !json.Valid(cw.buf.Bytes()):
 		return nil, fmt.Errorf("GET %s answered invalid JSON", path)
@@ -638,14 +638,6 @@ func fromNumbers(v any) any {
 		}
 	}
 	return v
-}
-
-// isJSONType reports whether a Content-Type is application/json or a
-// +json type (RFC 6839).
-func isJSONType(ct string) bool {
-	mt, _, _ := strings.Cut(ct, ";")
-	mt = strings.ToLower(strings.TrimSpace(mt))
-	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
 }
 
 func contentTypeText(ct string) string {

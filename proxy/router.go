@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/policies"
 )
 
 // Route is a compiled route: its predicate and where matching requests go.
@@ -97,7 +98,7 @@ func (rt *router) match(r *http.Request) *Route {
 		}
 	}
 	for _, rte := range rt.prefixes {
-		if hasPathPrefix(path, rte.prefix) && rte.matchRest(r, host) {
+		if policies.HasPathPrefix(path, rte.prefix) && rte.matchRest(r, host) {
 			return rte
 		}
 	}
@@ -137,19 +138,6 @@ func (rte *Route) matchRest(r *http.Request, host string) bool {
 		}
 	}
 	return true
-}
-
-// hasPathPrefix reports whether path starts with prefix on a segment
-// boundary: "/api" matches "/api" and "/api/x" but not "/apix"; a prefix
-// ending in "/" matches everything below it.
-func hasPathPrefix(path, prefix string) bool {
-	if !strings.HasPrefix(path, prefix) {
-		return false
-	}
-	if len(path) == len(prefix) || prefix[len(prefix)-1] == '/' {
-		return true
-	}
-	return path[len(prefix)] == '/'
 }
 
 // rewriteURL applies the route's prefix strip or rewrite to u, which is a
