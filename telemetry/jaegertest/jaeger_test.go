@@ -209,11 +209,15 @@ func TestStartPortTaken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", fmt.Sprint(p.otlpHTTP)))
+	// Take the OTLP/HTTP port first and give Jaeger that one: a port
+	// freePorts found free may be taken by a parallel test before we
+	// listen on it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	p.otlpHTTP = ln.Addr().(*net.TCPAddr).Port
 	j, err := start(bin, t.TempDir(), p)
 	if err == nil {
 		j.Stop()
