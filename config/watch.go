@@ -18,18 +18,25 @@ import (
 // editors that save by renaming and Kubernetes ConfigMap symlink swaps are
 // seen; bursts of events within debounce coalesce into one call, and
 // events that leave the content as it was are skipped.
-func Watch(ctx context.Context, path string, debounce time.Duration, changed func()) error {
-	return watch(ctx, filepath.Dir(path), debounce, func() []byte { return fileSum(path) }, changed)
+//
+// since is the FileSum of the content the caller loaded, taken before it
+// read the file: a change made between that read and the start of the
+// watch is reported at once rather than missed. nil: the content when the
+// watch starts.
+func Watch(ctx context.Context, path string, debounce time.Duration, since []byte, changed func()) error {
+	return watch(ctx, filepath.Dir(path), debounce, func() []byte { return FileSum(path) }, since, changed)
 }
 
 // WatchDir is Watch for the YAML files (*.yaml, *.yml) of a directory, such
 // as the policy directory: a file added, removed or changed calls changed.
-func WatchDir(ctx context.Context, dir string, debounce time.Duration, changed func()) error {
-	return watch(ctx, dir, debounce, func() []byte { return dirSum(dir) }, changed)
+// since is a DirSum, as for Watch.
+func WatchDir(ctx context.Context, dir string, debounce time.Duration, since []byte, changed func()) error {
+	return watch(ctx, dir, debounce, func() []byte { return DirSum(dir) }, since, changed)
 }
 
-// watch calls changed when sum changes after events in dir.
-func watch(ctx context.Context, dir string, debounce time.Duration, sum func() []byte, changed func()) error {
+// watch calls changed when sum changes after events in dir, or differs
+// from since when the watch starts.
+func watch(ctx context.Context, dir string, debounce time.Duration, sum func() []byte, since []byte, changed func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", dir, err)
@@ -38,9 +45,14 @@ func watch(ctx context.Context, dir string, debounce time.Duration, sum func() [
 		w.Close()
 		return fmt.Errorf("watching %s: %w", dir, err)
 	}
+	// Taken once the directory is watched: a later change is an event.
+	last := sum()
+	stale := since != nil && !bytes.Equal(since, last)
 	go func() {
 		defer w.Close()
-		last := sum()
+		if stale {
+			changed()
+		}
 		var timer *time.Timer
 		var fire <-chan time.Time
 		for {
@@ -83,8 +95,8 @@ func watch(ctx context.Context, dir string, debounce time.Duration, sum func() [
 	return nil
 }
 
-// fileSum hashes the file's content; a missing file hashes as nil.
-func fileSum(path string) []byte {
+// FileSum hashes the file's content; a missing file hashes as nil.
+func FileSum(path string) []byte {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil
@@ -93,8 +105,8 @@ func fileSum(path string) []byte {
 	return s[:]
 }
 
-// dirSum hashes the names and contents of the YAML files of dir.
-func dirSum(dir string) []byte {
+// DirSum hashes the names and contents of the YAML files of dir.
+func DirSum(dir string) []byte {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil
@@ -107,7 +119,7 @@ func dirSum(dir string) []byte {
 		}
 		h.Write([]byte(name))
 		h.Write([]byte{0})
-		h.Write(fileSum(filepath.Join(dir, name)))
+		h.Write(FileSum(filepath.Join(dir, name)))
 	}
 	return h.Sum(nil)
 }

@@ -200,12 +200,13 @@ func (pr *policyRuntime) close() {
 }
 
 // watch reloads the policies when a file of the policy directory changes,
-// until ctx is done.
-func (pr *policyRuntime) watch(ctx context.Context, dir string, changed chan<- struct{}) {
+// until ctx is done. since is the config.DirSum taken before the policies
+// in force were read (nil: none).
+func (pr *policyRuntime) watch(ctx context.Context, dir string, since []byte, changed chan<- struct{}) {
 	if dir == "" {
 		return
 	}
-	err := config.WatchDir(ctx, dir, 250*time.Millisecond, func() {
+	err := config.WatchDir(ctx, dir, 250*time.Millisecond, since, func() {
 		select {
 		case changed <- struct{}{}:
 		default:

@@ -217,6 +217,12 @@ func run(ctx context.Context, opts runOptions) error {
 	if err != nil {
 		return err
 	}
+	// The sums of what is about to be read, so that the file watches,
+	// which start once meshgate serves, see a change made in between.
+	var cfgSum []byte
+	if opts.configPath != "" {
+		cfgSum = config.FileSum(opts.configPath)
+	}
 	cfg, err := loadConfig(opts.configPath)
 	if err != nil {
 		return err
@@ -301,6 +307,10 @@ func run(ctx context.Context, opts runOptions) error {
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	policiesChanged := make(chan struct{}, 1)
+	var polSum []byte
+	if dir := policyDir(cfg); dir != "" {
+		polSum = config.DirSum(dir)
+	}
 	pols, err := startPolicies(watchCtx, cfg, gw, policyObs, log, policiesChanged)
 	if err != nil {
 		return err
@@ -340,10 +350,10 @@ func run(ctx context.Context, opts runOptions) error {
 	// The policy directory's watch follows the config: a reload that
 	// changes policies.dir restarts it.
 	policyWatchCtx, stopPolicyWatch := context.WithCancel(watchCtx)
-	pols.watch(policyWatchCtx, policyDir(cfg), policiesChanged)
+	pols.watch(policyWatchCtx, policyDir(cfg), polSum, policiesChanged)
 	defer func() { stopPolicyWatch() }()
 	if opts.configPath != "" {
-		err := config.Watch(watchCtx, opts.configPath, 250*time.Millisecond, func() {
+		err := config.Watch(watchCtx, opts.configPath, 250*time.Millisecond, cfgSum, func() {
 			select {
 			case changed <- struct{}{}:
 			default:
@@ -389,7 +399,7 @@ func run(ctx context.Context, opts runOptions) error {
 		if policyDir(next) != policyDir(cfg) {
 			stopPolicyWatch()
 			policyWatchCtx, stopPolicyWatch = context.WithCancel(watchCtx)
-			pols.watch(policyWatchCtx, policyDir(next), policiesChanged)
+			pols.watch(policyWatchCtx, policyDir(next), nil, policiesChanged)
 		}
 		if !reflect.DeepEqual(redisOf(next), redisOf(cfg)) {
 			log.Warn("policies.redis changed: restart meshgate to apply it")
